@@ -1,0 +1,135 @@
+"""`python -m pipeline generate`: prompts in, PNGs with their settings inside out.
+
+Prints one saved path per line, in prompt order. Bad input or a missing model prints one line
+and exits 2 before anything heavy runs; the model loads once for all prompts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.metadata import read_settings, request_from_settings, save_png
+from pipeline.request import GenerationRequest
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise SystemExit(_fail(message))
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pipeline generate", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prompt", help="what to draw")
+    source.add_argument("--prompts-file", type=Path, help="a text file with one prompt per line")
+    source.add_argument("--from-image", type=Path, help="regenerate from the settings stored in a PNG made here")
+    parser.add_argument("--negative", help="what to avoid (models that use a negative prompt)")
+    parser.add_argument("--model", help="preset name, local diffusers folder or hub id (default: embedded)")
+    parser.add_argument("--seed", type=int, help="seed of the first image; image k uses seed+k (default 0)")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    parser.add_argument("--width", type=int, help="image width in pixels (default: the model's)")
+    parser.add_argument("--height", type=int, help="image height in pixels (default: the model's)")
+    parser.add_argument("--num-images", type=int, help="images per prompt (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    return parser
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The request fields given on the command line, by request field name."""
+    names = {"negative": "negative_prompt", "seed": "seed", "steps": "steps", "guidance": "guidance",
+             "width": "width", "height": "height", "num_images": "num_images"}
+    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+
+
+def _plan(args: argparse.Namespace) -> tuple[str, list[GenerationRequest], int | None]:
+    """The model reference, the requests to run, and for --from-image the one image to keep."""
+    if args.from_image is not None:
+        settings = read_settings(args.from_image)
+        request, index = request_from_settings(settings)
+        given = _given(args)
+        if given:  # a variation of the stored image: run it alone with the changes
+            request, index = request.replace(seed=settings["seed"], num_images=1).replace(**given), None
+        return args.model or settings["model"], [request], index
+    if args.prompts_file is not None:
+        try:
+            lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot read --prompts-file {str(args.prompts_file)!r}: {error}") from None
+        prompts = [line.strip() for line in lines if line.strip()]
+        if not prompts:
+            raise ValueError(f"--prompts-file {str(args.prompts_file)!r} holds no prompts")
+    elif args.prompt is not None:
+        prompts = [args.prompt]
+    else:
+        raise ValueError("give --prompt, --prompts-file or --from-image")
+    return args.model or "embedded", [GenerationRequest(prompt=prompt, **_given(args)) for prompt in prompts], None
+
+
+def _next_number(folder: Path) -> int:
+    numbers = [int(path.name[:5]) for path in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
+    return max(numbers, default=0) + 1
+
+
+def _progress_bar():
+    """An `on_step` callback drawing a bar on a terminal, or None when stderr is not one."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="step", file=sys.stderr, leave=False)
+
+    def on_step(step: int, total: int) -> None:
+        if step == 1:
+            bar.reset(total=total)
+        bar.update(1)
+
+    return on_step, bar.close
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        reference, requests, keep_index = _plan(args)
+    except ValueError as error:
+        return _fail(str(error))
+
+    from pipeline.models import ModelNotAvailable
+    from pipeline.request import GenerationFailed
+    from pipeline.studio import Studio
+
+    try:
+        studio = Studio.load(reference, device=args.device)
+        requests = [studio.resolve(request) for request in requests]  # every check before any work
+    except (ModelNotAvailable, ValueError) as error:
+        return _fail(str(error))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    on_step, close_bar = _progress_bar()
+    number = _next_number(args.out)
+    try:
+        for request in requests:
+            result = studio.generate(request, on_step=on_step)
+            kept = zip(result.images, result.settings)
+            if keep_index is not None:
+                kept = [(result.images[keep_index], result.settings[keep_index])]
+            for image, settings in kept:
+                path = save_png(image, settings, args.out / f"{number:05d}-{settings['seed']}.png")
+                number += 1
+                print(path, flush=True)
+    except GenerationFailed as error:
+        return _fail(str(error), EXIT_FAILED)
+    finally:
+        close_bar()
+    return 0

@@ -1,0 +1,269 @@
+"""Train the embedded model from scratch: `python -m pipeline.embedded.train --out DIR`.
+
+Two stages, each resumable from its checkpoint in the state folder (`--state`, default
+`DIR.state`); after every checkpoint the current model is exported to DIR in diffusers format.
+
+1. Latent decoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
+   Its `scaling_factor` is then set to 1 / std of the latents, so scaled latents have unit std.
+2. Denoiser + text encoder, jointly, with the autoencoder frozen.
+
+Inference conventions this training matches (stock `SanaPipeline`, `FlowMatchEulerDiscreteScheduler`):
+- Prompt embeddings come from the pipeline's own `encode_prompt(prompts,
+  do_classifier_free_guidance=False, max_sequence_length=MAX_SEQUENCE_LENGTH,
+  complex_human_instruction=None)`: lower-cased, <bos> first, padded right to
+  MAX_SEQUENCE_LENGTH, with the attention mask passed to the transformer as
+  `encoder_attention_mask`. The call passes the same two arguments (`CALL_KWARGS`).
+- Caption dropout: 10 % of prompts are replaced by "", which encodes to <bos> alone, exactly as
+  the pipeline encodes the empty negative prompt for classifier-free guidance.
+- Latents: `vae.encode(x).latent * vae.config.scaling_factor`, x in [-1, 1]; the pipeline decodes
+  `latents / scaling_factor`.
+- Noise levels: u ~ U(0, 1), sigma = shift * u / (1 + (shift - 1) * u) with shift = 2, the shift
+  the scheduler applies to its sigmas; x_t = (1 - sigma) * x0 + sigma * noise.
+- Timestep given to the transformer: sigma * num_train_timesteps (1000) * timestep_scale (1),
+  which is what the scheduler's timesteps (sigma * 1000 after the shift) become in `__call__`.
+- Target: the flow-matching velocity noise - x0; the scheduler's Euler step is
+  x_next = x + (sigma_next - sigma) * prediction.
+- The transformer sees 64x64 pictures only (16x16 latents, `sample_size=16`).
+
+Every batch is a pure function of (seed, stage, step), so a resumed run repeats the batches an
+uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import ENCODE_KWARGS, NATIVE_SIZE
+from . import data
+from .model import ModelConfig, build_pipeline
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    vae_steps: int = 800
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    steps: int = 2200  # denoiser + text encoder
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 100
+    caption_dropout: float = 0.1
+    pool_size: int = 20480  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
+    checkpoint_every: int = 100
+    threads: int = 2
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batch_rng(seed: int, stage: int, step: int) -> random.Random:
+    return random.Random(seed * 1_000_003 + stage * 100_000 + step)
+
+
+def batch_generator(seed: int, stage: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_000 + step)
+
+
+def save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a crash mid-save leaves the previous checkpoint
+
+
+def export(pipe, out: Path) -> None:
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
+def train_decoder(pipe, cfg: TrainConfig, state_dir: Path, out: Path) -> None:
+    """Stage 1: the autoencoder, then its scaling_factor."""
+    vae = pipe.vae
+    path = state_dir / "stage1.pt"
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    start = 0
+    if path.exists():
+        state = torch.load(path, weights_only=False)
+        vae.load_state_dict(state["vae"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        if state.get("done"):
+            vae.register_to_config(scaling_factor=state["scaling_factor"])
+            return
+    combos = data.training_combos()
+    vae.train()
+    bar = tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="decoder", mininterval=20)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.vae_lr * lr_factor(step, cfg.vae_steps, cfg.warmup)
+        images, _, _ = data.training_batch(batch_rng(cfg.seed, 1, step), NATIVE_SIZE, cfg.vae_batch, combos)
+        x = to_tensor(images)  # (B, 3, 64, 64)
+        y = vae.decode(vae.encode(x).latent).sample  # (B, 3, 64, 64)
+        loss = (y - x).abs().mean() + ((y - x) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.vae_steps:
+            save_state(path, {"vae": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1})
+    vae.eval()
+    scaling_factor = latent_scaling_factor(vae, cfg, combos)
+    vae.register_to_config(scaling_factor=scaling_factor)
+    save_state(
+        path,
+        {
+            "vae": vae.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": cfg.vae_steps,
+            "done": True,
+            "scaling_factor": scaling_factor,
+        },
+    )
+    export(pipe, out)
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, cfg: TrainConfig, combos) -> float:
+    """1 / std of the latents over 1024 pictures, so that scaled latents have unit std."""
+    rng = batch_rng(cfg.seed, 3, 0)
+    images, _, _ = data.training_batch(rng, NATIVE_SIZE, 1024, combos)
+    latents = torch.cat([vae.encode(to_tensor(chunk)).latent for chunk in np.split(images, 16)])
+    return float(1.0 / latents.std())
+
+
+@torch.no_grad()
+def latent_pool(vae, cfg: TrainConfig) -> tuple[torch.Tensor, list[data.Scene]]:
+    """Pre-encode `pool_size` training pictures: scaled latents (N, C, h, w) and their scenes."""
+    rng = batch_rng(cfg.seed, 4, 0)
+    combos = data.training_combos()
+    scenes, latents = [], []
+    for _ in tqdm(range(cfg.pool_size // 256), desc="encode pool", mininterval=20):
+        images, _, batch_scenes = data.training_batch(rng, NATIVE_SIZE, 256, combos)
+        latents.append(vae.encode(to_tensor(images)).latent * vae.config.scaling_factor)
+        scenes += batch_scenes
+    return torch.cat(latents), scenes
+
+
+def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: float) -> None:
+    """Stage 2: transformer and text encoder together; the autoencoder is frozen."""
+    transformer, text_encoder = pipe.transformer, pipe.text_encoder
+    params = list(transformer.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    path = state_dir / "stage2.pt"
+    start = 0
+    if path.exists():
+        state = torch.load(path, weights_only=False)
+        transformer.load_state_dict(state["transformer"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+    if start >= cfg.steps:
+        return
+    pipe.vae.requires_grad_(False)
+    pool, scenes = latent_pool(pipe.vae, cfg)
+    timesteps_per_sigma = pipe.scheduler.config.num_train_timesteps * transformer.config.timestep_scale
+    device = torch.device("cpu")
+    transformer.train()
+    text_encoder.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="denoiser", mininterval=20)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.warmup)
+        rng = batch_rng(cfg.seed, 2, step)
+        generator = batch_generator(cfg.seed, 2, step)
+        index = rng.sample(range(len(scenes)), cfg.batch)
+        prompts = [
+            "" if rng.random() < cfg.caption_dropout else data.describe(scenes[i], rng.choice(data.TRAIN_FORMS), rng)
+            for i in index
+        ]
+        x0 = pool[index]  # (B, C, h, w)
+        noise = torch.randn(x0.shape, generator=generator)
+        u = torch.rand(cfg.batch, generator=generator)
+        sigma = shift * u / (1 + (shift - 1) * u)  # (B,)
+        s = sigma[:, None, None, None]
+        xt = (1 - s) * x0 + s * noise
+
+        embeds, mask, _, _ = pipe.encode_prompt(
+            prompts, do_classifier_free_guidance=False, device=device, **ENCODE_KWARGS
+        )  # (B, L, D), (B, L)
+        prediction = transformer(
+            xt,
+            encoder_hidden_states=embeds,
+            encoder_attention_mask=mask,
+            timestep=sigma * timesteps_per_sigma,
+            return_dict=False,
+        )[0]
+        loss = ((prediction - (noise - x0)) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_state(
+                path,
+                {
+                    "transformer": transformer.state_dict(),
+                    "text_encoder": text_encoder.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step + 1,
+                },
+            )
+            transformer.eval()
+            text_encoder.eval()
+            export(pipe, out)
+            transformer.train()
+            text_encoder.train()
+    transformer.eval()
+    text_encoder.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m pipeline.embedded.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write (diffusers format)")
+    parser.add_argument("--state", type=Path, help="checkpoint folder (default: OUT.state)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(seed=args.seed, vae_steps=args.vae_steps, steps=args.steps, threads=args.threads)
+    state_dir = args.state or args.out.with_name(args.out.name + ".state")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+
+    model_config = ModelConfig()
+    print(f"train config: {asdict(cfg)}\nmodel config: {asdict(model_config)}", flush=True)
+    started = time.time()
+    pipe = build_pipeline(model_config, seed=cfg.seed)
+    train_decoder(pipe, cfg, state_dir, args.out)
+    print(f"decoder done after {time.time() - started:.0f} s", flush=True)
+    train_denoiser(pipe, cfg, state_dir, args.out, shift=model_config.shift)
+    export(pipe, args.out)
+    print(f"done after {time.time() - started:.0f} s (this run; resumed runs count from their restart)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""What differs between the supported diffusers pipeline families.
+
+Every family is a stock diffusers text-to-image pipeline whose text encoder is an LLM. They
+agree on the denoising call (`__call__` with `prompt_embeds`, `generator`, `callback_on_step_end`)
+but differ in how a prompt is encoded, what the guidance argument is called, when classifier-free
+guidance runs, and what extra arguments keep the output at exactly the requested size. A `Family`
+captures those differences and nothing else; the `Studio` does the rest the same way for all.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+# Encoded prompt, as keyword arguments for the pipeline's __call__.
+Embeddings = dict[str, Any]
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _encode_sana(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    embeds, mask, neg_embeds, neg_mask = pipe.encode_prompt(
+        prompt, do_classifier_free_guidance=cfg, negative_prompt=negative, num_images_per_prompt=1,
+        device=pipe._execution_device, **options)
+    return _drop_none({"prompt_embeds": embeds, "prompt_attention_mask": mask,
+                       "negative_prompt_embeds": neg_embeds, "negative_prompt_attention_mask": neg_mask})
+
+
+def _encode_sana_sprint(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    embeds, mask = pipe.encode_prompt(prompt, num_images_per_prompt=1, device=pipe._execution_device, **options)
+    return {"prompt_embeds": embeds, "prompt_attention_mask": mask}
+
+
+def _encode_z_image(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    embeds, neg_embeds = pipe.encode_prompt(
+        prompt, device=pipe._execution_device, do_classifier_free_guidance=cfg, negative_prompt=negative, **options)
+    return _drop_none({"prompt_embeds": embeds, "negative_prompt_embeds": neg_embeds or None})
+
+
+def _encode_flux2_klein(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    device = pipe._execution_device
+    embeds, _ = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, **options)
+    if not cfg:
+        return {"prompt_embeds": embeds}
+    neg_embeds, _ = pipe.encode_prompt(negative, device=device, num_images_per_prompt=1, **options)
+    return {"prompt_embeds": embeds, "negative_prompt_embeds": neg_embeds}
+
+
+def _encode_qwen_image(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    device = pipe._execution_device
+    embeds, mask = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, **options)
+    if not cfg:
+        return _drop_none({"prompt_embeds": embeds, "prompt_embeds_mask": mask})
+    # True CFG needs a negative branch even when the user gave none: "" still fills the template.
+    neg_embeds, neg_mask = pipe.encode_prompt(negative, device=device, num_images_per_prompt=1, **options)
+    return _drop_none({"prompt_embeds": embeds, "prompt_embeds_mask": mask,
+                       "negative_prompt_embeds": neg_embeds, "negative_prompt_embeds_mask": neg_mask})
+
+
+def _encode_lumina2(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    embeds, mask, neg_embeds, neg_mask = pipe.encode_prompt(
+        prompt, do_classifier_free_guidance=cfg, negative_prompt=negative, num_images_per_prompt=1,
+        device=pipe._execution_device, **options)
+    return _drop_none({"prompt_embeds": embeds, "prompt_attention_mask": mask,
+                       "negative_prompt_embeds": neg_embeds, "negative_prompt_attention_mask": neg_mask})
+
+
+def _sana_size_multiple(pipe) -> int:
+    # Sana's pipelines reject sizes that are not multiples of 32, whatever the decoder's compression.
+    return math.lcm(32, pipe.vae_scale_factor * pipe.transformer.config.patch_size)
+
+
+def _patchified_size_multiple(pipe) -> int:
+    # These denoisers pack 2x2 latent patches into one token.
+    return pipe.vae_scale_factor * 2
+
+
+def _sprint_call_kwargs(steps: int) -> dict[str, Any]:
+    # The pipeline's intermediate timestep is only defined for its two-step schedule.
+    return {"use_resolution_binning": False, "intermediate_timesteps": 1.3 if steps == 2 else None}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one diffusers pipeline class is driven.
+
+    `cfg_threshold`: classifier-free guidance runs when guidance is above it (diffusers' own rule
+    for the family). `None` means the family has no classifier-free guidance; its guidance value,
+    if any, is embedded in the denoiser instead.
+    """
+
+    name: str
+    pipeline_class: str
+    encode: Callable[[Any, str, str, bool, dict], Embeddings]
+    guidance_arg: str
+    cfg_threshold: float | None
+    uses_negative_prompt: bool
+    size_multiple: Callable[[Any], int]
+    # Defaults for a folder of this family that is not one of the presets.
+    default_size: int
+    default_steps: int
+    default_guidance: float
+    extra_call_kwargs: Callable[[int], dict[str, Any]] = lambda steps: {}
+
+    def cfg_active(self, guidance: float, pipe=None) -> bool:
+        if self.cfg_threshold is None:
+            return False
+        # FLUX.2 klein checkpoints that are guidance-distilled ignore CFG entirely.
+        if pipe is not None and getattr(pipe.config, "is_distilled", False):
+            return False
+        return guidance > self.cfg_threshold
+
+    def call_kwargs(self, steps: int, guidance: float) -> dict[str, Any]:
+        return {self.guidance_arg: guidance, **self.extra_call_kwargs(steps)}
+
+
+FAMILIES: dict[str, Family] = {family.pipeline_class: family for family in (
+    # Sana's negative_prompt defaults to "" and may not be passed together with its embeddings.
+    Family("Sana", "SanaPipeline", _encode_sana, "guidance_scale", 1.0, True, _sana_size_multiple,
+           default_size=1024, default_steps=20, default_guidance=4.5,
+           extra_call_kwargs=lambda steps: {"use_resolution_binning": False, "negative_prompt": None}),
+    Family("Sana-Sprint", "SanaSprintPipeline", _encode_sana_sprint, "guidance_scale", None, False, _sana_size_multiple,
+           default_size=1024, default_steps=2, default_guidance=4.5, extra_call_kwargs=_sprint_call_kwargs),
+    Family("Z-Image", "ZImagePipeline", _encode_z_image, "guidance_scale", 0.0, True, _patchified_size_multiple,
+           default_size=1024, default_steps=28, default_guidance=4.0),
+    Family("FLUX.2 klein", "Flux2KleinPipeline", _encode_flux2_klein, "guidance_scale", 1.0, True, _patchified_size_multiple,
+           default_size=1024, default_steps=50, default_guidance=4.0),
+    Family("Qwen-Image", "QwenImagePipeline", _encode_qwen_image, "true_cfg_scale", 1.0, True, _patchified_size_multiple,
+           default_size=1328, default_steps=50, default_guidance=4.0),
+    Family("Lumina 2", "Lumina2Pipeline", _encode_lumina2, "guidance_scale", 1.0, True, _patchified_size_multiple,
+           default_size=1024, default_steps=30, default_guidance=4.0),
+)}
+
+
+def family_for(pipeline_class: str) -> Family:
+    try:
+        return FAMILIES[pipeline_class]
+    except KeyError:
+        supported = ", ".join(sorted(FAMILIES))
+        raise ValueError(f"pipeline class {pipeline_class!r} is not supported; supported: {supported}") from None
+
+
+def repeat_embeddings(embeddings: Embeddings, count: int) -> Embeddings:
+    """One prompt's embeddings as a batch of `count` identical rows.
+
+    Done here rather than through `num_images_per_prompt`, which not every family applies to
+    precomputed negative embeddings.
+    """
+    def repeat(value):
+        if isinstance(value, list):  # Z-Image keeps one variable-length tensor per prompt
+            return value * count
+        return value.repeat(count, *([1] * (value.dim() - 1)))  # (1, ...) -> (count, ...)
+
+    return {name: repeat(value) for name, value in embeddings.items()}
+
+
+@torch.no_grad()
+def encode_prompt(family: Family, pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    """Run the pipeline's own LLM prompt encoding; returns `__call__` keyword arguments."""
+    return family.encode(pipe, prompt, negative, cfg, options)

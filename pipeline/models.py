@@ -1,0 +1,174 @@
+"""Model presets and loading.
+
+A model reference is a preset name (`PRESETS`), a local folder in diffusers format, or a
+Hugging Face hub id. Whatever the reference, the folder's `model_index.json` names a stock
+diffusers pipeline class, which must be one of the supported families; it is loaded with
+`from_pretrained(..., use_safetensors=True)` and never with remote code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.families import FAMILIES, Family, family_for
+from pipeline.request import ModelLimits
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_PIXELS_LARGE = 2048 * 2048
+
+
+class ModelNotAvailable(Exception):
+    """The model is neither on disk nor downloadable; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    title: str
+    source: str  # hub id, or a local folder
+    pipeline_class: str
+    limits: ModelLimits
+    # Keyword arguments for the family's encode_prompt (e.g. Sana's max_sequence_length).
+    encode_options: dict = field(default_factory=dict)
+
+
+def _limits(size: int | tuple[int, int], multiple: int, steps: tuple[int, int, int],
+            guidance: tuple[float, float, float], uses_guidance: bool, uses_negative: bool,
+            max_pixels: int = MAX_PIXELS_LARGE) -> ModelLimits:
+    width, height = (size, size) if isinstance(size, int) else size
+    return ModelLimits(
+        default_width=width, default_height=height, size_multiple=multiple, max_pixels=max_pixels,
+        min_steps=steps[0], max_steps=steps[1], default_steps=steps[2],
+        min_guidance=guidance[0], max_guidance=guidance[1], default_guidance=guidance[2],
+        uses_guidance=uses_guidance, uses_negative_prompt=uses_negative)
+
+
+def _hub_presets() -> list[ModelPreset]:
+    return [
+        ModelPreset("sana-1.6b", "Sana 1.6B", "Efficient-Large-Model/Sana_1600M_1024px_BF16_diffusers",
+                    "SanaPipeline", _limits(1024, 32, (1, 100, 20), (1.0, 20.0, 4.5), True, True)),
+        # Sprint is timestep-distilled (1-4 steps) with guidance embedded in the denoiser.
+        ModelPreset("sana-sprint-1.6b", "Sana-Sprint 1.6B", "Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers",
+                    "SanaSprintPipeline", _limits(1024, 32, (1, 4, 2), (1.0, 10.0, 4.5), True, False)),
+        # Turbo is distilled to run without CFG: guidance 0 and no negative prompt.
+        ModelPreset("z-image-turbo", "Z-Image-Turbo", "Tongyi-MAI/Z-Image-Turbo",
+                    "ZImagePipeline", _limits(1024, 16, (1, 50, 9), (0.0, 0.0, 0.0), False, False)),
+        # The 4B klein checkpoint is guidance-distilled (is_distilled=True): guidance is ignored.
+        ModelPreset("flux2-klein-4b", "FLUX.2 klein 4B", "black-forest-labs/FLUX.2-klein-4B",
+                    "Flux2KleinPipeline", _limits(1024, 16, (1, 50, 4), (1.0, 1.0, 1.0), False, False)),
+        ModelPreset("qwen-image", "Qwen-Image", "Qwen/Qwen-Image",
+                    "QwenImagePipeline", _limits(1328, 16, (1, 100, 50), (1.0, 20.0, 4.0), True, True)),
+        ModelPreset("lumina-2", "Lumina-Image-2.0", "Alpha-VLLM/Lumina-Image-2.0",
+                    "Lumina2Pipeline", _limits(1024, 16, (1, 100, 30), (1.0, 20.0, 4.0), True, True)),
+    ]
+
+
+def _embedded_preset() -> ModelPreset:
+    from pipeline import embedded
+
+    return ModelPreset(
+        "embedded", "Embedded shapes model (offline, CPU)", str(embedded.MODEL_DIR), "SanaPipeline",
+        _limits(embedded.NATIVE_SIZE, 32, (*embedded.STEP_RANGE, embedded.DEFAULT_STEPS),
+                (*embedded.GUIDANCE_RANGE, embedded.DEFAULT_GUIDANCE), True, True, max_pixels=512 * 512),
+        encode_options={"max_sequence_length": embedded.MAX_SEQUENCE_LENGTH, "complex_human_instruction": None})
+
+
+PRESETS: dict[str, ModelPreset] = {preset.name: preset for preset in [_embedded_preset(), *_hub_presets()]}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A reference resolved to a folder on disk; no weights loaded yet."""
+
+    reference: str  # what the user asked for
+    path: Path
+    revision: str  # hub commit, or a fingerprint of a local folder
+    family: Family
+    config: dict  # the folder's model_index.json
+    preset: ModelPreset | None
+
+    @property
+    def encode_options(self) -> dict:
+        return self.preset.encode_options if self.preset else {}
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A short stable id of a local model folder: its configs' bytes and its weights' sizes.
+
+    Hashing the weights themselves would take minutes for a hub-size model.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            relative = path.relative_to(folder).as_posix()
+            content = path.read_bytes() if path.suffix == ".json" else str(path.stat().st_size).encode()
+            digest.update(relative.encode() + b"\0" + content + b"\0")
+    return "local-" + digest.hexdigest()[:12]
+
+
+def _download(reference: str, hub_id: str) -> tuple[Path, str]:
+    from diffusers import DiffusionPipeline
+
+    try:
+        path = Path(DiffusionPipeline.download(hub_id, use_safetensors=True))
+    except Exception as error:  # offline, unknown repo, gated repo, network: all end the same way
+        raise ModelNotAvailable(
+            f"Model {reference!r} ({hub_id}) is not on this machine and could not be downloaded "
+            f"({type(error).__name__}); fetch it where there is internet with `hf download {hub_id}` and copy "
+            f"the Hugging Face cache here, or pass --model with a local diffusers folder."
+        ) from None
+    # Hub snapshots live in .../snapshots/<commit>/
+    return path, path.name
+
+
+def _read_pipeline_config(path: Path, reference: str) -> dict:
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise ModelNotAvailable(f"Model {reference!r}: {path} is not a diffusers model folder (no model_index.json).")
+    return json.loads(index.read_text())
+
+
+def model_limits(source: ModelSource, pipe) -> ModelLimits:
+    """The preset's limits, or for any other folder its family's defaults at the loaded model's size multiple."""
+    if source.preset is not None:
+        return source.preset.limits
+    family = source.family
+    distilled = bool(source.config.get("is_distilled", False))
+    sprint = family.pipeline_class == "SanaSprintPipeline"
+    min_guidance = 0.0 if family.cfg_threshold == 0.0 else 1.0
+    guidance = (1.0, 1.0, 1.0) if distilled else (min_guidance, 20.0, family.default_guidance)
+    return _limits(family.default_size, family.size_multiple(pipe), (1, 4 if sprint else 100, family.default_steps),
+                   guidance, not distilled, family.uses_negative_prompt and not distilled)
+
+
+def resolve(reference: str) -> ModelSource:
+    """Find the model on disk (downloading a hub model if allowed) without loading any weights."""
+    preset = PRESETS.get(reference)
+    source = preset.source if preset else reference
+    if Path(source).expanduser().is_dir():
+        path = Path(source).expanduser().resolve()
+        revision = folder_fingerprint(path)
+    elif HUB_ID.match(source):
+        path, revision = _download(reference, source)
+    else:
+        raise ModelNotAvailable(
+            f"Model {reference!r} is not a preset ({', '.join(PRESETS)}), a local folder, or a hub id (owner/name).")
+    config = _read_pipeline_config(path, reference)
+    pipeline_class = config.get("_class_name", "")
+    if pipeline_class not in FAMILIES:
+        raise ModelNotAvailable(f"Model {reference!r} is a {pipeline_class or 'unknown'} pipeline; "
+                                f"supported: {', '.join(sorted(FAMILIES))}.")
+    return ModelSource(reference, path, revision, family_for(pipeline_class), config, preset)
+
+
+def load_pipeline(source: ModelSource, device: str, dtype):
+    """The stock diffusers pipeline of the source's family, on `device`."""
+    import diffusers
+
+    pipeline_class = getattr(diffusers, source.family.pipeline_class)
+    pipe = pipeline_class.from_pretrained(source.path, dtype=dtype, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

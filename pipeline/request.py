@@ -1,0 +1,161 @@
+"""What a caller asks for and what it gets back.
+
+`GenerationRequest` is validated when it is built, before any model work: every rule raises a
+`ValueError` whose message names the field and the allowed values. Rules that depend on the
+model (step and guidance ranges, size multiple, pixel cap) live in `ModelLimits.check`.
+Fields left as `None` are filled from the model's defaults by `ModelLimits.resolve`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.postprocess import PostprocessSettings
+
+MAX_PROMPT_CHARS = 2000
+MAX_SEED = 2**32 - 1
+MAX_IMAGES = 8
+# Line breaks and tabs are ordinary in pasted prompts; every other control character is not.
+_ALLOWED_CONTROL = {"\n", "\r", "\t"}
+
+
+def _check_text(name: str, text: Any, *, allow_empty: bool) -> None:
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be text, got {type(text).__name__}")
+    if not allow_empty and not text.strip():
+        raise ValueError(f"{name} is empty; write 1 to {MAX_PROMPT_CHARS} characters describing the image")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"{name} has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise ValueError(f"{name} contains a lone surrogate (U+{ord(char):04X}) at position {position}; "
+                             "only valid Unicode text is allowed")
+        if category == "Cc" and char not in _ALLOWED_CONTROL:
+            raise ValueError(f"{name} contains the control character U+{ord(char):04X} at position {position}; "
+                             "only printable text, tabs and line breaks are allowed")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    # bool is an int subclass: True must not pass as 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, got {value}")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One call to the studio. `None` means "the model's default"."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+    num_images: int = 1
+    postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
+
+    def __post_init__(self) -> None:
+        _check_text("prompt", self.prompt, allow_empty=False)
+        _check_text("negative_prompt", self.negative_prompt, allow_empty=True)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("num_images", self.num_images, 1, MAX_IMAGES)
+        if self.steps is not None:
+            _check_int("steps", self.steps, 1, 1000)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_int(name, value, 1, 16384)
+        if self.guidance is not None:
+            if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)):
+                raise ValueError(f"guidance must be a number, got {self.guidance!r}")
+            if not math.isfinite(self.guidance):
+                raise ValueError(f"guidance must be a finite number, got {self.guidance}")
+            object.__setattr__(self, "guidance", float(self.guidance))
+        if not isinstance(self.postprocess, PostprocessSettings):
+            raise ValueError("postprocess must be a PostprocessSettings")
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What one model accepts, and what it does when a request leaves a setting out."""
+
+    default_width: int
+    default_height: int
+    size_multiple: int
+    max_pixels: int
+    min_steps: int
+    max_steps: int
+    default_steps: int
+    min_guidance: float
+    max_guidance: float
+    default_guidance: float
+    uses_guidance: bool
+    uses_negative_prompt: bool
+
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with every `None` replaced by this model's default, then checked."""
+        resolved = request.replace(
+            steps=self.default_steps if request.steps is None else request.steps,
+            guidance=self.default_guidance if request.guidance is None else request.guidance,
+            width=self.default_width if request.width is None else request.width,
+            height=self.default_height if request.height is None else request.height,
+        )
+        self.check(resolved)
+        return resolved
+
+    def check(self, request: GenerationRequest) -> None:
+        if not self.min_steps <= request.steps <= self.max_steps:
+            raise ValueError(f"steps must be from {self.min_steps} to {self.max_steps} for this model, "
+                             f"got {request.steps}")
+        if self.uses_guidance:
+            if not self.min_guidance <= request.guidance <= self.max_guidance:
+                raise ValueError(f"guidance must be from {self.min_guidance:g} to {self.max_guidance:g} "
+                                 f"for this model, got {request.guidance:g}")
+        elif request.guidance != self.default_guidance:
+            raise ValueError(f"guidance does not apply to this model; leave it at {self.default_guidance:g}")
+        if request.negative_prompt.strip() and not self.uses_negative_prompt:
+            raise ValueError("negative_prompt does not apply to this model; leave it empty")
+        for name in ("width", "height"):
+            value = getattr(request, name)
+            if value % self.size_multiple:
+                raise ValueError(f"{name} must be a multiple of {self.size_multiple} for this model, got {value} "
+                                 f"(nearest: {self.nearest_size(value)})")
+        pixels = request.width * request.height
+        if pixels > self.max_pixels:
+            raise ValueError(f"width x height is {request.width}x{request.height} = {pixels} pixels; "
+                             f"the limit for this model is {self.max_pixels} pixels")
+
+    def nearest_size(self, value: int) -> int:
+        return max(self.size_multiple, round(value / self.size_multiple) * self.size_multiple)
+
+
+@dataclass
+class GenerationResult:
+    """Images of one call, each with the exact settings that reproduce it, and stage timings."""
+
+    images: list  # PIL images, in seed order
+    settings: list[dict]  # one JSON-ready record per image; see `metadata.image_settings`
+    timings: dict[str, float]  # seconds per stage, in the order the stages ran
+
+
+class GenerationCancelled(Exception):
+    """The step callback asked to stop; no image was produced."""
+
+    def __init__(self, step: int, total: int):
+        super().__init__(f"cancelled after step {step} of {total}; no image was produced")
+        self.step = step
+        self.total = total
+
+
+class GenerationFailed(RuntimeError):
+    """The model ran but its output is unusable (NaN or an all-black picture)."""

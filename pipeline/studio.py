@@ -1,0 +1,189 @@
+"""The studio: one object that turns a `GenerationRequest` into finished, reproducible images.
+
+    studio = Studio.load("embedded")
+    result = studio.generate(GenerationRequest(prompt="a red circle"), on_step=callback)
+
+Underneath is a stock diffusers pipeline of the model's family. The studio adds what diffusers
+does not do: request validation against the model's limits, an LRU cache of LLM prompt
+encodings, seeded CPU noise (the same seed gives the same image on any device), cancellation
+between steps, a check for NaN / black output, post-processing, and per-stage timings.
+
+Stages of `generate`, each timed in the result:
+1. validate  - fill defaults from the model, check every limit; nothing runs on bad input
+2. encode    - LLM prompt encoding, cached by (prompt, negative prompt, whether CFG runs)
+3. denoise   - the stock pipeline's denoising loop from per-image seeded noise
+4. decode    - the pipeline's latent decoder (tiled above `TILED_DECODE_PIXELS`), checked for NaN/black
+5. postprocess - the optional chain: denoise -> colour -> upsample
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.families import Embeddings, encode_prompt, repeat_embeddings
+from pipeline.metadata import image_settings
+from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
+from pipeline.postprocess import PostprocessChain
+from pipeline.request import GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+# Returned by an `on_step` callback to stop the run after the current step.
+CANCEL = "cancel"
+StepCallback = Callable[[int, int], object]
+
+# Above this many pixels the decoder works in tiles so memory stays bounded.
+TILED_DECODE_PIXELS = 1536 * 1536
+# An image whose brightest channel stays below this (0..1 scale) is reported as black.
+BLACK_LEVEL = 2 / 255
+
+
+class _Stop(Exception):
+    def __init__(self, step: int):
+        self.step = step
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Studio:
+    """Owns the tokenizer + LLM text encoder, denoiser, scheduler, decoder and post-processing chain."""
+
+    def __init__(self, source: ModelSource, pipe, device: str, *, cache_size: int = 64):
+        self.source = source
+        self.pipe = pipe
+        self.limits = model_limits(source, pipe)
+        self.device = device
+        self.dtype = pipe.transformer.dtype
+        self.postprocess_chain = PostprocessChain(device=device)
+        self._cache: OrderedDict[tuple, Embeddings] = OrderedDict()
+        self._cache_size = cache_size
+        # diffusers pipelines keep per-call state (scheduler timesteps, guidance scale) on the
+        # object, so one call at a time; the UI queue serialises calls anyway.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, reference: str, device: str | None = None, *, cache_size: int = 64) -> Studio:
+        """Resolve and load a model: bf16 on CUDA, fp32 on CPU."""
+        device = device or default_device()
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        started = time.perf_counter()
+        source = resolve(reference)
+        pipe = load_pipeline(source, device, dtype)
+        log.info("loaded %s (%s, %s) on %s in %.1f s", reference, source.family.pipeline_class, source.revision,
+                 device, time.perf_counter() - started)
+        return cls(source, pipe, device, cache_size=cache_size)
+
+    @property
+    def family(self):
+        return self.source.family
+
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        """Stage 1: the request with the model's defaults filled in; ValueError if out of limits."""
+        return self.limits.resolve(request)
+
+    def encode(self, prompt: str, negative_prompt: str, cfg: bool) -> Embeddings:
+        """Stage 2: the LLM's encoding of the prompt (and negative prompt when CFG runs), cached."""
+        key = (prompt, negative_prompt if cfg else "", cfg)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        embeddings = encode_prompt(self.family, self.pipe, key[0], key[1], cfg, self.source.encode_options)
+        self._cache[key] = embeddings
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return embeddings
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> GenerationResult:
+        """Run every stage; raises ValueError (bad request), GenerationCancelled or GenerationFailed."""
+        with self._lock:
+            timings: dict[str, float] = {}
+            started = time.perf_counter()
+            request = self.resolve(request)
+            timings["validate"] = time.perf_counter() - started
+
+            started = time.perf_counter()
+            cfg = self.family.cfg_active(request.guidance, self.pipe)
+            embeddings = self.encode(request.prompt, request.negative_prompt, cfg)
+            timings["encode"] = time.perf_counter() - started
+
+            pixels, denoise_s, decode_s = self._denoise_and_decode(request, embeddings, on_step)
+            timings["denoise"], timings["decode"] = denoise_s, decode_s
+            self._check_output(pixels)
+            images = [Image.fromarray(image) for image in _to_uint8(pixels)]
+
+            started = time.perf_counter()
+            if request.postprocess.enabled:
+                images = [self.postprocess_chain(image, request.postprocess)[0] for image in images]
+            timings["postprocess"] = time.perf_counter() - started
+            settings = [self._image_settings(request, index) for index in range(request.num_images)]
+            return GenerationResult(images=images, settings=settings, timings=timings)
+
+    @torch.no_grad()
+    def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings,
+                            on_step: StepCallback | None) -> tuple[np.ndarray, float, float]:
+        """Stages 3 and 4 through the stock pipeline call; returns (N, H, W, 3) floats in 0..1."""
+        # One CPU generator per image: image i depends only on seed + i, on any device.
+        generators = [torch.Generator("cpu").manual_seed(request.seed + index) for index in range(request.num_images)]
+        last_step_at = [0.0]
+
+        def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
+            if on_step is not None and on_step(step + 1, request.steps) == CANCEL:
+                raise _Stop(step + 1)
+            last_step_at[0] = time.perf_counter()
+            return {}
+
+        vae = self.pipe.vae
+        if hasattr(vae, "enable_tiling"):
+            if request.width * request.height > TILED_DECODE_PIXELS:
+                vae.enable_tiling()
+            else:
+                vae.disable_tiling()
+        started = time.perf_counter()
+        try:
+            output = self.pipe(
+                **repeat_embeddings(embeddings, request.num_images),
+                **self.family.call_kwargs(request.steps, request.guidance),
+                num_inference_steps=request.steps, width=request.width, height=request.height,
+                generator=generators,
+                callback_on_step_end=step_end, output_type="np")
+        except _Stop as stop:
+            raise GenerationCancelled(stop.step, request.steps) from None
+        finished = time.perf_counter()
+        # The decoder runs after the last step's callback.
+        decode_started = last_step_at[0] or started
+        return np.asarray(output.images), decode_started - started, finished - decode_started
+
+    @staticmethod
+    def _check_output(pixels: np.ndarray) -> None:
+        if np.isnan(pixels).any():
+            raise GenerationFailed(
+                "the decoder produced NaN values (numerical overflow in the model), so there is no image; "
+                "try another seed, fewer steps, or fp32")
+        for index, image in enumerate(pixels):
+            if image.max() < BLACK_LEVEL:
+                raise GenerationFailed(
+                    f"image {index + 1} decoded to an all-black picture, which means the model's output "
+                    "collapsed; try another seed or fp32")
+
+    def _image_settings(self, request: GenerationRequest, index: int) -> dict:
+        return image_settings(
+            request, index, model=self.source.reference, revision=self.source.revision,
+            pipeline=self.family.pipeline_class, scheduler=type(self.pipe.scheduler).__name__,
+            device=self.device, dtype=str(self.dtype).removeprefix("torch."))
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    # The same rounding as diffusers' own numpy_to_pil.
+    return (pixels * 255).round().astype(np.uint8)

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny models saved once per test session, loaded through the project's loader."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tiny_models
+from pipeline.studio import Studio
+
+# One thread: CPU matrix products then round the same way on every machine and run.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """`tiny_folder(name)` -> path of the saved tiny model `name` (built on first use)."""
+    folders = {}
+
+    def get(name: str):
+        if name not in folders:
+            folders[name] = tiny_models.save_tiny(name, tmp_path_factory.mktemp(name))
+        return folders[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_studio(tiny_folder):
+    """`tiny_studio(name)` -> a Studio on the tiny model `name`, shared by the session's tests."""
+    studios = {}
+
+    def get(name: str) -> Studio:
+        if name not in studios:
+            studios[name] = Studio.load(str(tiny_folder(name)), device="cpu")
+        return studios[name]
+
+    return get
+
+
+@pytest.fixture
+def sana(tiny_studio) -> Studio:
+    studio = tiny_studio("sana")
+    studio.clear_cache()
+    return studio
