@@ -105,7 +105,10 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         return _fail(str(error))
 
-    from pipeline.models import ModelNotAvailable
+    from pipeline.models import ModelNotAvailable, quiet_libraries
+
+    if not sys.stderr.isatty():
+        quiet_libraries()
     from pipeline.request import GenerationFailed
     from pipeline.studio import Studio
 

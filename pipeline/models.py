@@ -164,6 +164,20 @@ def resolve(reference: str) -> ModelSource:
     return ModelSource(reference, path, revision, family_for(pipeline_class), config, preset)
 
 
+def quiet_libraries() -> None:
+    """No loading bars or warnings from the libraries (for output that is not a terminal)."""
+    import warnings
+
+    # torchvision, when installed without its image codecs, warns on import; nothing here uses them.
+    warnings.filterwarnings("ignore", message="Failed to load image Python extension")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for logging_ in (diffusers_logging, transformers_logging):
+        logging_.disable_progress_bar()
+        logging_.set_verbosity_error()
+
+
 def load_pipeline(source: ModelSource, device: str, dtype):
     """The stock diffusers pipeline of the source's family, on `device`."""
     import diffusers
