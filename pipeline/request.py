@@ -146,6 +146,7 @@ class GenerationResult:
     images: list  # PIL images, in seed order
     settings: list[dict]  # one JSON-ready record per image; see `metadata.image_settings`
     timings: dict[str, float]  # seconds per stage, in the order the stages ran
+    originals: list  # the decoded images before post-processing (the same objects when it is off)
 
 
 class GenerationCancelled(Exception):

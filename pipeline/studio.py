@@ -121,14 +121,15 @@ class Studio:
             pixels, denoise_s, decode_s = self._denoise_and_decode(request, embeddings, on_step)
             timings["denoise"], timings["decode"] = denoise_s, decode_s
             self._check_output(pixels)
-            images = [Image.fromarray(image) for image in _to_uint8(pixels)]
+            originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
 
             started = time.perf_counter()
+            images = originals
             if request.postprocess.enabled:
-                images = [self.postprocess_chain(image, request.postprocess)[0] for image in images]
+                images = [self.postprocess_chain(image, request.postprocess)[0] for image in originals]
             timings["postprocess"] = time.perf_counter() - started
             settings = [self._image_settings(request, index) for index in range(request.num_images)]
-            return GenerationResult(images=images, settings=settings, timings=timings)
+            return GenerationResult(images=images, settings=settings, timings=timings, originals=originals)
 
     @torch.no_grad()
     def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings,
