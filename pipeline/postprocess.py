@@ -386,7 +386,11 @@ def load_upscaler(path: str | Path, device: str = "cpu"):
     """
     import pickle
 
-    import spandrel
+    with warnings.catch_warnings():
+        # spandrel imports torchvision, whose image-file extension is missing on some CPU
+        # installs; spandrel never uses it
+        warnings.filterwarnings("ignore", "Failed to load image Python extension", UserWarning)
+        import spandrel
 
     path = Path(path)
     if path.suffix.lower() not in UPSCALER_SUFFIXES:
