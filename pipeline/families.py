@@ -9,7 +9,7 @@ captures those differences and nothing else; the `Studio` does the rest the same
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -105,6 +105,8 @@ class Family:
     default_steps: int
     default_guidance: float
     extra_call_kwargs: Callable[[int], dict[str, Any]] = lambda steps: {}
+    # Embeddings whose length varies per prompt -> the mask that hides their padding in a batch.
+    masks: dict[str, str] = field(default_factory=dict)
 
     def cfg_active(self, guidance: float, pipe=None) -> bool:
         if self.cfg_threshold is None:
@@ -130,7 +132,8 @@ FAMILIES: dict[str, Family] = {family.pipeline_class: family for family in (
     Family("FLUX.2 klein", "Flux2KleinPipeline", _encode_flux2_klein, "guidance_scale", 1.0, True, _patchified_size_multiple,
            default_size=1024, default_steps=50, default_guidance=4.0),
     Family("Qwen-Image", "QwenImagePipeline", _encode_qwen_image, "true_cfg_scale", 1.0, True, _patchified_size_multiple,
-           default_size=1328, default_steps=50, default_guidance=4.0),
+           default_size=1328, default_steps=50, default_guidance=4.0,
+           masks={"prompt_embeds": "prompt_embeds_mask", "negative_prompt_embeds": "negative_prompt_embeds_mask"}),
     Family("Lumina 2", "Lumina2Pipeline", _encode_lumina2, "guidance_scale", 1.0, True, _patchified_size_multiple,
            default_size=1024, default_steps=30, default_guidance=4.0),
 )}
@@ -156,6 +159,43 @@ def repeat_embeddings(embeddings: Embeddings, count: int) -> Embeddings:
         return value.repeat(count, *([1] * (value.dim() - 1)))  # (1, ...) -> (count, ...)
 
     return {name: repeat(value) for name, value in embeddings.items()}
+
+
+def concat_embeddings(parts: list[Embeddings], masks: dict[str, str]) -> Embeddings:
+    """Several prompts' embeddings as one batch, in order.
+
+    Most families pad every prompt to a fixed length and concatenate as they are. Qwen-Image
+    encodes each prompt at its own length and leaves out the mask when nothing is padded, so
+    shorter encodings get zero rows at the end and a mask (`masks`: embeddings name -> mask
+    name) that hides them, as its own batched encoding does.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    parts = [dict(part) for part in parts]
+    for name, mask_name in masks.items():
+        lengths = [part[name].shape[1] for part in parts if name in part]
+        if len(set(lengths)) > 1:
+            for part in parts:
+                if part.get(mask_name) is None:
+                    embeds = part[name]  # (B, L, C)
+                    part[mask_name] = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+
+    def pad(value: torch.Tensor, length: int) -> torch.Tensor:
+        missing = length - value.shape[1]
+        if missing == 0:
+            return value
+        padding = value.new_zeros(value.shape[0], missing, *value.shape[2:])
+        return torch.cat([value, padding], dim=1)  # (B, L, ...) -> (B, length, ...)
+
+    batch = {}
+    for name in parts[0]:
+        values = [part[name] for part in parts]
+        if isinstance(values[0], list):  # Z-Image: one tensor per prompt already
+            batch[name] = [item for value in values for item in value]
+        else:
+            length = max(value.shape[1] for value in values)
+            batch[name] = torch.cat([pad(value, length) for value in values])
+    return batch
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.families import Embeddings, encode_prompt, repeat_embeddings
+from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
 from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
 from pipeline.postprocess import PostprocessChain
@@ -107,36 +107,62 @@ class Studio:
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> GenerationResult:
         """Run every stage; raises ValueError (bad request), GenerationCancelled or GenerationFailed."""
+        return self.generate_batch([request], on_step)[0]
+
+    def generate_batch(self, requests: list[GenerationRequest],
+                       on_step: StepCallback | None = None) -> list[GenerationResult]:
+        """Serve several requests at once, one result each, in order.
+
+        Requests with the same steps, guidance and size share one forward batch of the denoiser
+        and decoder; each image keeps its own seed, so it matches the request served alone up
+        to the rounding of batched matrix products. Every request is validated before any runs.
+        """
         with self._lock:
-            timings: dict[str, float] = {}
             started = time.perf_counter()
-            request = self.resolve(request)
-            timings["validate"] = time.perf_counter() - started
+            requests = [self.resolve(request) for request in requests]
+            validate_s = time.perf_counter() - started
+            results: list[GenerationResult | None] = [None] * len(requests)
+            for indices in _compatible_groups(requests):
+                group = self._run_group([requests[index] for index in indices], on_step)
+                for index, result in zip(indices, group):
+                    result.timings = {"validate": validate_s, **result.timings}
+                    results[index] = result
+            return results
 
+    def _run_group(self, requests: list[GenerationRequest], on_step: StepCallback | None) -> list[GenerationResult]:
+        first = requests[0]  # all share steps, guidance and size
+        started = time.perf_counter()
+        cfg = self.family.cfg_active(first.guidance, self.pipe)
+        embeddings = concat_embeddings([
+            repeat_embeddings(self.encode(request.prompt, request.negative_prompt, cfg), request.num_images)
+            for request in requests], self.family.masks)
+        encode_s = time.perf_counter() - started
+
+        seeds = [request.seed + index for request in requests for index in range(request.num_images)]
+        pixels, denoise_s, decode_s = self._denoise_and_decode(first, embeddings, seeds, on_step)
+        self._check_output(pixels)
+        originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
+
+        results, offset = [], 0
+        for request in requests:
+            own = originals[offset:offset + request.num_images]
+            offset += request.num_images
             started = time.perf_counter()
-            cfg = self.family.cfg_active(request.guidance, self.pipe)
-            embeddings = self.encode(request.prompt, request.negative_prompt, cfg)
-            timings["encode"] = time.perf_counter() - started
-
-            pixels, denoise_s, decode_s = self._denoise_and_decode(request, embeddings, on_step)
-            timings["denoise"], timings["decode"] = denoise_s, decode_s
-            self._check_output(pixels)
-            originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
-
-            started = time.perf_counter()
-            images = originals
+            images = own
             if request.postprocess.enabled:
-                images = [self.postprocess_chain(image, request.postprocess)[0] for image in originals]
-            timings["postprocess"] = time.perf_counter() - started
+                images = [self.postprocess_chain(image, request.postprocess)[0] for image in own]
+            timings = {"encode": encode_s, "denoise": denoise_s, "decode": decode_s,
+                       "postprocess": time.perf_counter() - started}
             settings = [self._image_settings(request, index) for index in range(request.num_images)]
-            return GenerationResult(images=images, settings=settings, timings=timings, originals=originals)
+            results.append(GenerationResult(images=images, settings=settings, timings=timings, originals=own))
+        return results
 
     @torch.no_grad()
-    def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings,
+    def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],
                             on_step: StepCallback | None) -> tuple[np.ndarray, float, float]:
         """Stages 3 and 4 through the stock pipeline call; returns (N, H, W, 3) floats in 0..1."""
-        # One CPU generator per image: image i depends only on seed + i, on any device.
-        generators = [torch.Generator("cpu").manual_seed(request.seed + index) for index in range(request.num_images)]
+        # One CPU generator per image: an image depends only on its own seed, on any device.
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         last_step_at = [0.0]
 
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
@@ -154,11 +180,10 @@ class Studio:
         started = time.perf_counter()
         try:
             output = self.pipe(
-                **repeat_embeddings(embeddings, request.num_images),
+                **embeddings,
                 **self.family.call_kwargs(request.steps, request.guidance),
                 num_inference_steps=request.steps, width=request.width, height=request.height,
-                generator=generators,
-                callback_on_step_end=step_end, output_type="np")
+                generator=generators, callback_on_step_end=step_end, output_type="np")
         except _Stop as stop:
             raise GenerationCancelled(stop.step, request.steps) from None
         finished = time.perf_counter()
@@ -183,6 +208,14 @@ class Studio:
             request, index, model=self.source.reference, revision=self.source.revision,
             pipeline=self.family.pipeline_class, scheduler=type(self.pipe.scheduler).__name__,
             device=self.device, dtype=str(self.dtype).removeprefix("torch."))
+
+
+def _compatible_groups(requests: list[GenerationRequest]) -> list[list[int]]:
+    """Indices of requests that can share one forward batch, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault((request.steps, request.guidance, request.width, request.height), []).append(index)
+    return list(groups.values())
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:

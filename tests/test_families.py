@@ -73,3 +73,25 @@ def test_batch_has_one_seed_per_image(family, tiny_studio):
     alone = studio.generate(small_request(studio, seed=41))
     # Same noise as the batch's second image; batched products may round one level apart.
     assert np.abs(pixels(batch, 1).astype(int) - pixels(alone).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_compatible_requests_share_one_batch(family, tiny_studio):
+    studio = tiny_studio(family)
+    requests = [small_request(studio, prompt="a red circle", seed=3),
+                small_request(studio, prompt="a much longer prompt about a small blue square at the top", seed=4,
+                              num_images=2)]
+    forwards = []
+    hook = studio.pipe.transformer.register_forward_hook(lambda *args: forwards.append(1))
+    try:
+        batched = studio.generate_batch(requests)
+        batched_forwards = len(forwards)
+        alone = [studio.generate(request) for request in requests]
+    finally:
+        hook.remove()
+    assert len(forwards) == 3 * batched_forwards  # one batch, then two runs of the same length
+    for together, single in zip(batched, alone):
+        assert [record["seed"] for record in together.settings] == [record["seed"] for record in single.settings]
+        for index in range(len(single.images)):
+            difference = np.abs(pixels(together, index).astype(int) - pixels(single, index).astype(int))
+            assert difference.max() <= 1
