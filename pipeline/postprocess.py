@@ -400,7 +400,9 @@ def load_upscaler(path: str | Path, device: str = "cpu"):
     try:
         model = spandrel.ModelLoader(device=device).load_from_file(path)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"upscaler: refusing {path}: it contains pickled objects, not only weights ({e})") from None
+        if "forbidden" in str(e):  # spandrel's restricted unpickler met something other than tensors
+            raise ValueError(f"upscaler: refusing {path}: it contains pickled objects, not only weights ({e})") from None
+        raise ValueError(f"upscaler: cannot read {path}: {e}") from None
     except spandrel.UnsupportedModelError:
         raise ValueError(f"upscaler: {path} is not a model architecture spandrel knows") from None
     except Exception as e:  # safetensors/torch raise many types for truncated or foreign files

@@ -71,7 +71,10 @@ def settings_from_args(args: argparse.Namespace) -> PostprocessSettings:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed as one line
+        return int(exit_.code or 0)
     if args.output.suffix.lower() not in Image.registered_extensions():
         return _fail(f"OUT: cannot tell the image format from {args.output.name!r}; use .png, .jpg or .webp")
     if not args.output.parent.is_dir():

@@ -1,0 +1,325 @@
+"""Post-processing: settings validation, bad files, the chain, learned upscalers, the command."""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import postprocess as pp
+from pipeline import postprocess_cli
+from pipeline.postprocess import PostprocessChain, PostprocessSettings
+
+spandrel = pytest.importorskip("spandrel")
+from spandrel.architectures.ESRGAN import ESRGAN  # noqa: E402
+from spandrel.architectures.SPAN import SPAN  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+
+def picture(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients plus texture: every stage has something to change."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(width, height)
+    x = np.stack([xx, yy, 1 - xx * yy], axis=-1) * 200 + rng.normal(0, 12, (height, width, 3)) + 20
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+
+
+def png_header_only(path, width: int, height: int) -> None:
+    """A valid PNG that claims width x height pixels but holds almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def tiny_esrgan(path, scale: int = 4):
+    torch.manual_seed(0)
+    model = ESRGAN(num_filters=8, num_blocks=1, scale=scale)
+    save_file(model.state_dict(), str(path))
+    return path
+
+
+def tiny_span(path, scale: int = 2):
+    torch.manual_seed(0)
+    model = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=scale)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+def test_default_settings_are_off_and_round_trip():
+    settings = PostprocessSettings()
+    assert not settings.enabled
+    assert PostprocessSettings.from_dict(settings.to_dict()) == settings
+
+
+def test_settings_round_trip_through_json(tmp_path):
+    ref = tmp_path / "ref.png"
+    picture().save(ref)
+    for settings in (
+        PostprocessSettings(denoise="auto", color="reference", color_reference=str(ref), upscale=2),
+        PostprocessSettings(denoise=0.3, color="palette", color_palette=("#112233", "#ABCDEF"), color_strength=0.5),
+    ):
+        assert settings.enabled
+        assert PostprocessSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"denoise": 1.5}, "denoise"),
+    ({"denoise": -0.1}, "denoise"),
+    ({"denoise": "strong"}, "denoise"),
+    ({"denoise": True}, "denoise"),
+    ({"color": "sepia"}, "color"),
+    ({"color": "auto", "color_strength": 1.2}, "color_strength"),
+    ({"color": "auto", "color_strength": float("nan")}, "color_strength"),
+    ({"color": "palette", "color_palette": ("#12345G",)}, "color_palette"),
+    ({"color": "palette", "color_palette": ("123456",)}, "color_palette"),
+    ({"color": "palette", "color_palette": "#123456"}, "color_palette"),
+    ({"color": "palette"}, "color_palette"),
+    ({"color_palette": ("#123456",)}, "color_palette"),
+    ({"color": "reference"}, "color_reference"),
+    ({"color": "reference", "color_reference": "no/such/file.png"}, "color_reference"),
+    ({"upscale": 3}, "upscale"),
+    ({"upscale": True}, "upscale"),
+    ({"upscale": 2, "upscaler": "no/such/model.safetensors"}, "upscaler"),
+    ({"upscale": 2, "upscaler": "model.onnx"}, "upscaler"),
+    ({"upscaler": "model.safetensors"}, "upscaler"),
+])
+def test_bad_settings_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        PostprocessSettings(**kwargs)
+
+
+def test_from_dict_refuses_unknown_keys():
+    with pytest.raises(ValueError, match="sharpen"):
+        PostprocessSettings.from_dict({"sharpen": 1})
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad files
+
+@pytest.mark.parametrize("side", [10_000, 30_000])  # PIL warns above 89M pixels, fails above 179M
+def test_decompression_bomb_is_refused(tmp_path, side):
+    path = tmp_path / "bomb.png"
+    png_header_only(path, side, side)
+    with pytest.raises(ValueError, match="decompression bomb"):
+        pp.load_image(path, "IN")
+
+
+def test_unreadable_reference_is_refused(tmp_path):
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(b"not a picture at all")
+    settings = PostprocessSettings(color="reference", color_reference=str(ref))
+    with pytest.raises(ValueError, match="color_reference: cannot read"):
+        PostprocessChain()(picture(), settings)
+
+
+def test_oversized_output_is_refused(monkeypatch):
+    monkeypatch.setattr(pp, "MAX_OUTPUT_PIXELS", 48 * 40 * 4 - 1)
+    with pytest.raises(ValueError, match="upscale"):
+        PostprocessChain()(picture(), PostprocessSettings(upscale=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+def test_zero_strength_changes_nothing(tmp_path):
+    image = picture()
+    ref = picture(seed=1).transpose(Image.Transpose.ROTATE_90)
+    original = np.asarray(image)
+    assert np.array_equal(np.asarray(pp.denoise(image, 0.0)), original)
+    assert np.array_equal(np.asarray(pp.auto_color(image, 0.0)), original)
+    assert np.array_equal(np.asarray(pp.match_reference(image, ref, 0.0)), original)
+    assert np.array_equal(np.asarray(pp.match_palette(image, ("#FF0000",), 0.0)), original)
+
+
+def test_denoise_strength_controls_smoothing():
+    image = picture(96, 96)
+    roughness = [np.abs(np.diff(np.asarray(pp.denoise(image, s), dtype=float), axis=1)).mean() for s in (0.1, 0.5)]
+    assert roughness[1] < 0.7 * roughness[0]
+
+
+def test_auto_denoise_leaves_a_clean_picture_nearly_alone():
+    clean = Image.fromarray(np.asarray(picture(96, 96).resize((24, 24), Image.Resampling.BOX).resize((96, 96))))
+    diff = np.abs(np.asarray(pp.denoise(clean), dtype=float) - np.asarray(clean, dtype=float))
+    assert diff.mean() < 1.0
+
+
+def test_reference_match_takes_the_reference_means():
+    image, ref = picture(seed=0), picture(seed=1)
+    ref = Image.fromarray((np.asarray(ref) * np.array([0.6, 0.9, 1.0])).astype(np.uint8))
+    out = np.asarray(pp.match_reference(image, ref), dtype=float)
+    assert np.abs(out.mean(axis=(0, 1)) - np.asarray(ref, dtype=float).mean(axis=(0, 1))).max() < 1.5
+
+
+def test_half_strength_lands_between():
+    image = picture()
+    full = np.asarray(pp.match_palette(image, ("#0000FF",)), dtype=float)
+    half = np.asarray(pp.match_palette(image, ("#0000FF",), 0.5), dtype=float)
+    assert np.abs(half - (full + np.asarray(image, dtype=float)) / 2).max() <= 1.0
+
+
+def test_classical_upscale_size_and_consistency():
+    image = picture()
+    out = pp.upscale_classical(image, 4)
+    assert out.size == (48 * 4, 40 * 4)
+    # back-projection: area-downscaling the result gives the input back
+    back = np.asarray(out.reduce(4), dtype=float)
+    assert np.abs(back - np.asarray(image, dtype=float)).mean() < 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Chain
+
+def test_chain_runs_stages_in_order_and_times_them(monkeypatch):
+    calls = []
+    for name in ("denoise", "auto_color", "upscale_classical"):
+        original = getattr(pp, name)
+        monkeypatch.setattr(pp, name, lambda *a, _n=name, _f=original, **k: calls.append(_n) or _f(*a, **k))
+    out, timings = PostprocessChain()(picture(), PostprocessSettings(upscale=2, color="auto", denoise=0.2))
+    assert calls == ["denoise", "auto_color", "upscale_classical"]
+    assert list(timings) == ["denoise", "color", "upscale"]
+    assert all(t >= 0 for t in timings.values())
+    assert out.size == (96, 80)
+
+
+def test_chain_with_nothing_enabled_returns_the_picture():
+    image = picture()
+    out, timings = PostprocessChain()(image, PostprocessSettings())
+    assert timings == {}
+    assert np.array_equal(np.asarray(out), np.asarray(image))
+
+
+def test_chain_keeps_alpha():
+    image = picture().convert("RGBA")
+    image.putalpha(Image.fromarray(np.tile(np.arange(48, dtype=np.uint8) * 5, (40, 1))))
+    out, _ = PostprocessChain()(image, PostprocessSettings(color="auto", upscale=2))
+    assert out.mode == "RGBA" and out.size == (96, 80)
+    assert np.abs(np.asarray(out.getchannel("A"), dtype=float)[:, ::2] - np.arange(48) * 5).mean() < 3
+
+
+def test_chain_is_deterministic(tmp_path):
+    settings = PostprocessSettings(denoise="auto", color="palette", color_palette=("#1D3557", "#E76F51"), upscale=2)
+    first, _ = PostprocessChain()(picture(), settings)
+    second, _ = PostprocessChain()(picture(), settings)
+    assert np.array_equal(np.asarray(first), np.asarray(second))
+
+
+# ---------------------------------------------------------------------------------------------
+# Learned upscalers through spandrel
+
+def test_esrgan_safetensors_loads_and_upscales_in_tiles(tmp_path):
+    model = pp.load_upscaler(tiny_esrgan(tmp_path / "esrgan.safetensors"))
+    assert model.scale == 4
+    image = picture(40, 36)
+    whole = np.asarray(pp.upscale_learned(image, model, 4, tile=64), dtype=int)
+    tiled = np.asarray(pp.upscale_learned(image, model, 4, tile=16), dtype=int)
+    assert tiled.shape == whole.shape == (36 * 4, 40 * 4, 3)
+    assert whole.std() > 5  # the random model draws something, so seams would show
+    # overlapping context makes tiles join exactly; without it the seams show
+    assert np.abs(tiled - whole).max() <= 1
+    seams = np.asarray(pp.upscale_learned(image, model, 4, tile=16, overlap=0), dtype=int)
+    assert np.abs(seams - whole).max() > 10
+
+
+def test_span_safetensors_gives_the_asked_factor(tmp_path):
+    path = str(tiny_span(tmp_path / "span.safetensors", scale=2))
+    chain = PostprocessChain()
+    image = picture(30, 20)
+    x2, _ = chain(image, PostprocessSettings(upscale=2, upscaler=path))
+    x4, timings = chain(image, PostprocessSettings(upscale=4, upscaler=path))  # the x2 model runs twice
+    assert x2.size == (60, 40) and x4.size == (120, 80)
+    assert "upscale" in timings
+    assert len(chain._upscalers) == 1  # loaded once, reused
+
+
+def test_x4_model_asked_for_x2_is_resized(tmp_path):
+    model = pp.load_upscaler(tiny_esrgan(tmp_path / "esrgan.safetensors"))
+    assert pp.upscale_learned(picture(20, 12), model, 2).size == (40, 24)
+
+
+def test_plain_state_dict_pth_loads(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "esrgan.pth"
+    torch.save(ESRGAN(num_filters=8, num_blocks=1, scale=2).state_dict(), path)
+    assert pp.load_upscaler(path).scale == 2
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run on load",))
+
+
+def test_pickled_object_pth_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    torch.save({"params": Payload()}, path)
+    with pytest.raises(ValueError, match="refusing .*pickled"):
+        pp.load_upscaler(path)
+    assert "this would run" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, content", [
+    ("broken.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}"),
+    ("broken.pth", b"PK not really a zip"),
+])
+def test_unreadable_weights_are_refused(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"upscaler: cannot read .*{name}"):
+        pp.load_upscaler(path)
+
+
+def test_unknown_architecture_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(3, 3)}, str(path))
+    with pytest.raises(ValueError, match="not a model architecture spandrel knows"):
+        pp.load_upscaler(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command
+
+def test_command_writes_the_picture_and_its_settings(tmp_path, capsys):
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    picture().save(src)
+    code = postprocess_cli.main([str(src), str(out), "--denoise", "auto", "--color-palette", "#1D3557, #E76F51",
+                                 "--color-strength", "0.5", "--upscale", "2"])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with Image.open(out) as saved:
+        assert saved.size == (96, 80)
+        settings = PostprocessSettings.from_dict(json.loads(saved.text["postprocess"]))
+    assert settings == PostprocessSettings(denoise="auto", color="palette", color_palette=("#1D3557", "#E76F51"),
+                                           color_strength=0.5, upscale=2)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--denoise", "lots"], "denoise"),
+    (["--denoise", "1.5"], "denoise"),
+    (["--color-strength", "2"], "color_strength"),
+    (["--color-palette", "#12,#345678"], "hex colour"),
+    (["--color-reference", "missing.png"], "color_reference"),
+    (["--upscale", "3"], "upscale"),
+    (["--upscale", "2", "--upscaler", "missing.pth"], "upscaler"),
+])
+def test_command_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    src = tmp_path / "in.png"
+    picture().save(src)
+    assert postprocess_cli.main([str(src), str(tmp_path / "out.png"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:") and message in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_command_refuses_a_bomb(tmp_path, capsys):
+    src = tmp_path / "bomb.png"
+    png_header_only(src, 30_000, 30_000)
+    assert postprocess_cli.main([str(src), str(tmp_path / "out.png"), "--upscale", "2"]) == 2
+    assert "decompression bomb" in capsys.readouterr().err
