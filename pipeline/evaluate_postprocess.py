@@ -39,15 +39,6 @@ def photos(names: tuple[str, ...] = PHOTOS) -> dict[str, np.ndarray]:
     return out
 
 
-def crop_centre(images: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """Centre crops, for faster runs of the same measurements (tests)."""
-    out = {}
-    for name, x in images.items():
-        top, left = (x.shape[0] - size) // 2, (x.shape[1] - size) // 2
-        out[name] = np.ascontiguousarray(x[max(top, 0): max(top, 0) + size, max(left, 0): max(left, 0) + size])
-    return out
-
-
 def apply_cast(x: np.ndarray, gains: tuple[float, float, float] = CAST_GAINS) -> np.ndarray:
     return np.clip(np.rint(x.astype(np.float64) * np.array(gains)), 0, 255).astype(np.uint8)
 
@@ -148,8 +139,8 @@ def palette_distance(x: np.ndarray, palette: tuple[str, ...]) -> float:
 
 
 def measure_palette(images: dict[str, np.ndarray], palette: tuple[str, ...] = PALETTE) -> dict:
-    """Dominant-colour distance to the palette before/after, and SSIM of the lightness channel
-    (mean over the photos, and the worst one)."""
+    """Dominant-colour distance to the palette before/after (mean over the photos), and SSIM of
+    the lightness channel (mean, and the worst photo, which the requirement uses)."""
     from skimage.metrics import structural_similarity
 
     before, after, ssim = [], [], []
@@ -209,7 +200,7 @@ def passed(check: str, m: dict) -> bool:
     if check == "reference":
         return m["cut"] >= REFERENCE_MIN_CUT
     if check == "palette":
-        return m["cut"] >= PALETTE_MIN_CUT and m["ssim"] >= PALETTE_MIN_SSIM
+        return m["cut"] >= PALETTE_MIN_CUT and m["min_ssim"] >= PALETTE_MIN_SSIM
     if check == "auto":
         return m["grey_after"] <= AUTO_MAX_GREY_DE and m["photo_change"] <= AUTO_MAX_PHOTO_DE
     if check.startswith("upscale"):
@@ -238,7 +229,7 @@ def run(images: dict[str, np.ndarray]) -> list[tuple[str, str, str, str, bool]]:
         "palette: dominant-colour distance",
         f"{m['after']:.2f} (cut {m['cut']:.0%}), L SSIM {m['ssim']:.3f} (worst {m['min_ssim']:.3f})",
         f"{m['before']:.2f} before",
-        f"cut >= {PALETTE_MIN_CUT:.0%}, mean SSIM >= {PALETTE_MIN_SSIM:g}", passed("palette", m),
+        f"cut >= {PALETTE_MIN_CUT:.0%}, SSIM >= {PALETTE_MIN_SSIM:g} each", passed("palette", m),
     ))
     m = measure_auto(images)
     rows.append((

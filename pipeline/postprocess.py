@@ -39,9 +39,11 @@ DENOISE_MAX_SIGMA = 0.2
 # best PSNR at sigma 20 on the evaluation photographs (0.8 blurs texture, 0.5 leaves grain)
 NLM_H_PER_SIGMA = 0.6
 
-# palette pull: lightness moves by this share of the way (shading is structure); pixels belong
-# softly to dominant colours within about this many Lab units
-LIGHTNESS_SHARE = 0.5
+# palette pull: lightness moves by this share of the way, and by at most this fraction of the
+# pixel's own lightness (of its distance to white when darkening), so blacks stay black and
+# whites white; pixels belong softly to dominant colours within about this many Lab units
+LIGHTNESS_SHARE = 0.75
+MAX_LIGHTNESS_CHANGE = 0.25
 PALETTE_SOFTNESS = 12.0
 
 # Input pictures above PIL's own bomb limit are refused; outputs are capped so that x4 on a
@@ -324,8 +326,8 @@ def match_palette(
 
     Every pixel is moved by a soft mix of its dominant colours' offsets (weights fall off with
     Lab distance to each dominant colour), so flat regions move as one and edges keep their
-    place. Hue and chroma move fully; lightness moves by LIGHTNESS_SHARE only, because shading
-    is the picture's structure.
+    place. Hue and chroma move fully; lightness moves less (LIGHTNESS_SHARE, MAX_LIGHTNESS_CHANGE)
+    because shading is the picture's structure.
     """
     from skimage.color import deltaE_ciede2000
 
@@ -343,7 +345,10 @@ def match_palette(
     logits = -d2 / (2 * PALETTE_SOFTNESS**2)
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)
-    target = lab + weights @ offsets
+    shift = weights @ offsets  # (H, W, 3)
+    lightness = lab[..., 0]
+    shift[..., 0] = np.clip(shift[..., 0], -MAX_LIGHTNESS_CHANGE * (100.0 - lightness), MAX_LIGHTNESS_CHANGE * lightness)
+    target = lab + shift
     y = np.clip(_lab_to_rgb(target), 0.0, 1.0)
     for _ in range(2):
         # colours pushed out of the sRGB gamut get clipped, which changes their lightness: put
