@@ -11,6 +11,7 @@ COMMANDS = {
     "postprocess": ("pipeline.postprocess_cli", "Denoise, colour-correct and upsample an existing picture."),
     "evaluate-postprocess": ("pipeline.evaluate_postprocess", "Measure the post-processing stages against baselines."),
     "evaluate-embedded": ("pipeline.embedded.evaluate", "Measure how well the embedded model follows prompts."),
+    "bench": ("pipeline.bench", "Time the studio against the stock diffusers call."),
 }
 
 

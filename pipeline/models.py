@@ -178,11 +178,11 @@ def quiet_libraries() -> None:
         logging_.set_verbosity_error()
 
 
-def load_pipeline(source: ModelSource, device: str, dtype):
-    """The stock diffusers pipeline of the source's family, on `device`."""
+def load_pipeline(source: ModelSource, dtype):
+    """The stock diffusers pipeline of the source's family, on the CPU."""
     import diffusers
 
     pipeline_class = getattr(diffusers, source.family.pipeline_class)
     pipe = pipeline_class.from_pretrained(source.path, dtype=dtype, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe

@@ -12,7 +12,7 @@ Stages of `generate`, each timed in the result:
 1. validate  - fill defaults from the model, check every limit; nothing runs on bad input
 2. encode    - LLM prompt encoding, cached by (prompt, negative prompt, whether CFG runs)
 3. denoise   - the stock pipeline's denoising loop from per-image seeded noise
-4. decode    - the pipeline's latent decoder (tiled above `TILED_DECODE_PIXELS`), checked for NaN/black
+4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black
 5. postprocess - the optional chain: denoise -> colour -> upsample
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repe
 from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
 from pipeline.postprocess import PostprocessChain
+from pipeline import speed
 from pipeline.request import GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 CANCEL = "cancel"
 StepCallback = Callable[[int, int], object]
 
-# Above this many pixels the decoder works in tiles so memory stays bounded.
-TILED_DECODE_PIXELS = 1536 * 1536
 # An image whose brightest channel stays below this (0..1 scale) is reported as black.
 BLACK_LEVEL = 2 / 255
 
@@ -57,11 +56,13 @@ def default_device() -> str:
 class Studio:
     """Owns the tokenizer + LLM text encoder, denoiser, scheduler, decoder and post-processing chain."""
 
-    def __init__(self, source: ModelSource, pipe, device: str, *, cache_size: int = 64):
+    def __init__(self, source: ModelSource, pipe, device: str, *, speed_options: speed.SpeedOptions | None = None,
+                 cache_size: int = 64):
         self.source = source
         self.pipe = pipe
         self.limits = model_limits(source, pipe)
         self.device = device
+        self.speed = speed_options or speed.SpeedOptions()
         self.dtype = pipe.transformer.dtype
         self.postprocess_chain = PostprocessChain(device=device)
         self._cache: OrderedDict[tuple, Embeddings] = OrderedDict()
@@ -71,16 +72,18 @@ class Studio:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, reference: str, device: str | None = None, *, cache_size: int = 64) -> Studio:
-        """Resolve and load a model: bf16 on CUDA, fp32 on CPU."""
+    def load(cls, reference: str, device: str | None = None, *, speed_options: speed.SpeedOptions | None = None,
+             cache_size: int = 64) -> Studio:
+        """Resolve and load a model (bf16 on CUDA, fp32 on CPU unless `speed_options` say otherwise)."""
         device = device or default_device()
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        options = speed_options or speed.SpeedOptions()
+        dtype = options.torch_dtype(device)
         started = time.perf_counter()
         source = resolve(reference)
-        pipe = load_pipeline(source, device, dtype)
-        log.info("loaded %s (%s, %s) on %s in %.1f s", reference, source.family.pipeline_class, source.revision,
-                 device, time.perf_counter() - started)
-        return cls(source, pipe, device, cache_size=cache_size)
+        pipe = speed.apply(load_pipeline(source, dtype), device, options)
+        log.info("loaded %s (%s, %s) on %s as %s in %.1f s", reference, source.family.pipeline_class,
+                 source.revision, device, str(dtype).removeprefix("torch."), time.perf_counter() - started)
+        return cls(source, pipe, device, speed_options=options, cache_size=cache_size)
 
     @property
     def family(self):
@@ -173,7 +176,7 @@ class Studio:
 
         vae = self.pipe.vae
         if hasattr(vae, "enable_tiling"):
-            if request.width * request.height > TILED_DECODE_PIXELS:
+            if self.speed.tile(request.width, request.height):
                 vae.enable_tiling()
             else:
                 vae.disable_tiling()

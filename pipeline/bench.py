@@ -1,0 +1,212 @@
+"""`python -m pipeline bench`: the studio against the stock diffusers call, same components, same run.
+
+Every line is the median of `--repeat` timed runs after one warm-up:
+- stock:        the diffusers pipeline's own `__call__` with the prompt (what a user would run instead)
+- studio cold:  `Studio.generate` with an empty prompt cache (encode + denoise + decode), and per stage
+- studio warm:  only the seed changed, so the LLM does not run
+- batch of 4:   four compatible requests (different prompts and seeds) as one forward batch, against
+                the same four served one by one, in images per second
+- first image:  a fresh `python -m pipeline generate` process, from start to its first saved image
+- peak memory:  this process's peak RSS, and CUDA's peak allocation
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BATCH_PROMPTS = [
+    "a large red circle on the left, blue background",
+    "a small green triangle at the top on a white background",
+    "yellow background with a big purple square in the middle",
+    "little orange circle, bottom, black background",
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="embedded", help="preset, folder or hub id (default: embedded)")
+    parser.add_argument("--arch", help="a real-size architecture with random weights instead of --model")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per line (default 5)")
+    parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the denoiser's repeated block")
+    parser.add_argument("--attention-backend", help="a diffusers attention backend, e.g. flash or _native_cudnn")
+    parser.add_argument("--tiled-decode", action="store_true", help="always decode in tiles")
+    parser.add_argument("--cpu-offload", action="store_true")
+    parser.add_argument("--skip-first-image", action="store_true", help="do not time a fresh process")
+    return parser
+
+
+def _median_seconds(run, repeat: int, synchronize) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeat):
+        synchronize()
+        started = time.perf_counter()
+        run()
+        synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _first_image_seconds(model: str, device: str, request) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "pipeline", "generate", "--model", model, "--device", device,
+                   "--prompt", request.prompt, "--steps", str(request.steps), "--width", str(request.width),
+                   "--height", str(request.height), "--out", out]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        return time.perf_counter() - started
+
+
+def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
+    """All bench numbers for one loaded studio and one resolved request."""
+    import torch
+
+    from pipeline.families import encode_prompt
+
+    cuda = studio.device.startswith("cuda")
+    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
+    pipe, family = studio.pipe, studio.family
+    stock_kwargs = {
+        **family.call_kwargs(request.steps, request.guidance), **studio.source.encode_options,
+        "num_inference_steps": request.steps, "width": request.width, "height": request.height,
+    }
+    if family.uses_negative_prompt and studio.limits.uses_negative_prompt:
+        stock_kwargs["negative_prompt"] = request.negative_prompt
+
+    def stock():
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        pipe(prompt=request.prompt, generator=generator, **stock_kwargs)
+
+    cold_timings = []
+
+    def studio_cold():
+        studio.clear_cache()
+        cold_timings.append(studio.generate(request).timings)
+
+    seeds = iter(range(request.seed + 1, request.seed + 10_000))
+
+    def studio_warm():
+        studio.generate(request.replace(seed=next(seeds)))
+
+    cfg = family.cfg_active(request.guidance, pipe)
+
+    def encode():
+        encode_prompt(family, pipe, request.prompt, request.negative_prompt, cfg, studio.source.encode_options)
+
+    batch = [request.replace(prompt=prompt, seed=request.seed + index) for index, prompt in enumerate(BATCH_PROMPTS)]
+
+    def one_by_one():
+        studio.clear_cache()
+        for item in batch:
+            studio.generate(item)
+
+    def batched():
+        studio.clear_cache()
+        studio.generate_batch(batch)
+
+    with torch.no_grad():
+        results = {
+            "stock_s": _median_seconds(stock, repeat, synchronize),
+            "studio_cold_s": _median_seconds(studio_cold, repeat, synchronize),
+            "studio_warm_s": _median_seconds(studio_warm, repeat, synchronize),
+            "encode_s": _median_seconds(encode, repeat, synchronize),
+            "sequential_images_per_s": len(batch) / _median_seconds(one_by_one, repeat, synchronize),
+            "batch4_images_per_s": len(batch) / _median_seconds(batched, repeat, synchronize),
+        }
+    for stage in ("encode", "denoise", "decode", "postprocess"):
+        results[f"stage_{stage}_s"] = statistics.median(timing[stage] for timing in cold_timings[1:])
+    results["first_image_s"] = (_first_image_seconds(studio.source.reference, studio.device, request)
+                                if first_image else None)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    return results
+
+
+def format_table(results: dict) -> str:
+    stock = results["stock_s"]
+    rows = [
+        ("stock diffusers __call__", f"{stock:.4f} s", "1.00"),
+        ("studio, cold prompt", f"{results['studio_cold_s']:.4f} s", f"{results['studio_cold_s'] / stock:.2f}"),
+        *[(f"  stage {stage}", f"{results[f'stage_{stage}_s']:.4f} s", "")
+          for stage in ("encode", "denoise", "decode", "postprocess")],
+        ("studio, warm prompt (seed changed)", f"{results['studio_warm_s']:.4f} s",
+         f"{results['studio_warm_s'] / stock:.2f}"),
+        ("LLM prompt encoding alone", f"{results['encode_s']:.4f} s", f"{results['encode_s'] / stock:.2f}"),
+        ("4 requests one by one", f"{results['sequential_images_per_s']:.2f} img/s", ""),
+        ("4 requests as one batch", f"{results['batch4_images_per_s']:.2f} img/s",
+         f"{results['batch4_images_per_s'] / results['sequential_images_per_s']:.2f} x one-by-one"),
+    ]
+    if results["first_image_s"] is not None:
+        rows.append(("process start to first image", f"{results['first_image_s']:.2f} s", ""))
+    rows.append(("peak RSS", f"{results['peak_rss_mb']:.0f} MB", ""))
+    if results["cuda_max_allocated_mb"] is not None:
+        rows.append(("CUDA max allocated", f"{results['cuda_max_allocated_mb']:.0f} MB", ""))
+    header = (f"model {results['model']} on {results['device']} ({results['dtype']}), "
+              f"{results['width']}x{results['height']}, {results['steps']} steps, median of {results['repeat']}")
+    width = max(len(row[0]) for row in rows) + 2
+    lines = [header, f"{'':<{width}}{'time':>16}  ratio to stock"]
+    lines += [f"{name:<{width}}{value:>16}  {ratio}" for name, value, ratio in rows]
+    return "\n".join(lines)
+
+
+def arch_studio(name: str, device: str, options):
+    """A studio on a real-size architecture with random weights, driven like its preset."""
+    from pipeline.arch import build_arch
+    from pipeline.families import family_for
+    from pipeline.models import PRESETS, ModelSource
+    from pipeline.speed import apply
+    from pipeline.studio import Studio
+
+    pipe = apply(build_arch(name, device, options.torch_dtype(device)), device, options)
+    pipe.set_progress_bar_config(disable=True)
+    source = ModelSource(reference=f"arch:{name}", path=Path("."), revision="random-weights",
+                         family=family_for(type(pipe).__name__), config={}, preset=PRESETS.get(name))
+    return Studio(source, pipe, device, speed_options=options)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.repeat < 1:
+        print("error: --repeat must be at least 1", file=sys.stderr)
+        return 2
+    from pipeline.models import ModelNotAvailable, quiet_libraries
+    from pipeline.request import GenerationRequest
+    from pipeline.speed import SpeedOptions
+    from pipeline.studio import Studio, default_device
+
+    quiet_libraries()
+    device = args.device or default_device()
+    options = SpeedOptions(dtype=args.dtype, compile=args.compile, attention_backend=args.attention_backend,
+                           tiled_decode=True if args.tiled_decode else None, cpu_offload=args.cpu_offload)
+    try:
+        if args.arch:
+            studio = arch_studio(args.arch, device, options)
+        else:
+            studio = Studio.load(args.model, device=device, speed_options=options)
+        request = studio.resolve(GenerationRequest(
+            prompt=BATCH_PROMPTS[0], seed=0, steps=args.steps, width=args.width, height=args.height))
+    except (ModelNotAvailable, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    results = measure(studio, request, args.repeat, first_image=not (args.skip_first_image or args.arch))
+    results.update(model=args.arch or args.model, device=device, dtype=str(studio.dtype).removeprefix("torch."),
+                   width=request.width, height=request.height, steps=request.steps, repeat=args.repeat,
+                   speed_options=vars(options))
+    print(format_table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0

@@ -1,0 +1,94 @@
+"""GPU speed options of the pipeline object, each off or automatic by default and each measured by
+`python -m pipeline bench`.
+
+- dtype: bf16 on CUDA and fp32 on CPU unless chosen.
+- compile: `torch.compile` of the denoiser's repeated transformer block only ("regional"
+  compilation), so start-up pays for compiling one block, not the whole model. Where
+  compilation is unavailable the denoiser runs uncompiled, with one log line saying why.
+- attention_backend: one of diffusers' attention backends (e.g. "native", "flash",
+  "_native_cudnn", "sage"), set on the denoiser.
+- tiled_decode: decode latents in tiles; by default only above `TILED_DECODE_PIXELS`.
+- cpu_offload: keep only the running component on the GPU (small GPUs; slower).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# Above this many pixels the decoder works in tiles so memory stays bounded.
+TILED_DECODE_PIXELS = 1536 * 1536
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    dtype: str | None = None  # "bf16", "fp16" or "fp32"; None: bf16 on CUDA, fp32 on CPU
+    compile: bool = False
+    attention_backend: str | None = None
+    tiled_decode: bool | None = None  # None: tile above TILED_DECODE_PIXELS
+    cpu_offload: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    def torch_dtype(self, device: str) -> torch.dtype:
+        if self.dtype is not None:
+            return DTYPES[self.dtype]
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+    def tile(self, width: int, height: int) -> bool:
+        return self.tiled_decode if self.tiled_decode is not None else width * height > TILED_DECODE_PIXELS
+
+
+def compile_unavailable(device: str) -> str | None:
+    """Why torch.compile cannot work here, or None when it can."""
+    if not torch._dynamo.is_dynamo_supported():
+        return "torch.compile does not support this Python build"
+    if device.startswith("cuda"):
+        try:
+            import triton  # noqa: F401  (inductor's GPU code generator)
+        except ImportError:
+            return "Triton is not installed"
+    elif not any(shutil.which(compiler) for compiler in ("c++", "g++", "clang++")):
+        return "no C++ compiler for inductor's CPU code"
+    return None
+
+
+def compile_denoiser(transformer, device: str) -> bool:
+    """Compile the denoiser's repeated block in place; False (and one log line) when unavailable."""
+    reason = compile_unavailable(device)
+    if reason is not None:
+        log.warning("torch.compile unavailable (%s); the denoiser runs uncompiled", reason)
+        return False
+    # A graph that fails to compile at its first call runs eagerly instead of failing the request.
+    torch._dynamo.config.suppress_errors = True
+    if getattr(transformer, "_repeated_blocks", None):
+        transformer.compile_repeated_blocks(fullgraph=True)
+    else:  # Sana's denoiser declares no repeated block; its blocks are all alike.
+        for block in transformer.transformer_blocks:
+            block.compile(fullgraph=True)
+    return True
+
+
+def apply(pipe, device: str, options: SpeedOptions):
+    """Place the loaded pipeline on `device` with the chosen options."""
+    if options.cpu_offload:
+        if not device.startswith("cuda"):
+            raise ValueError("cpu_offload needs a CUDA device")
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if options.attention_backend is not None:
+        try:
+            pipe.transformer.set_attention_backend(options.attention_backend)
+        except (ValueError, RuntimeError, ImportError) as error:
+            raise ValueError(f"attention_backend {options.attention_backend!r} cannot be used here: {error}") from None
+    if options.compile:
+        compile_denoiser(pipe.transformer, device)
+    return pipe
