@@ -387,15 +387,21 @@ def load_upscaler(path: str | Path, device: str = "cpu"):
     """Load a super-resolution model with spandrel (ESRGAN, SwinIR, SPAN, ...).
 
     .pth files are unpickled by spandrel's restricted unpickler, which refuses anything but
-    tensors; every failure is a ValueError naming the file.
+    tensors; every problem with the file is a ValueError naming it (a broken spandrel install
+    is a RuntimeError).
     """
     import pickle
 
-    with warnings.catch_warnings():
-        # spandrel imports torchvision, whose image-file extension is missing on some CPU
-        # installs; spandrel never uses it
-        warnings.filterwarnings("ignore", "Failed to load image Python extension", UserWarning)
-        import spandrel
+    try:
+        with warnings.catch_warnings():
+            # spandrel imports torchvision, whose image-file extension is missing on some CPU
+            # installs; spandrel never uses it
+            warnings.filterwarnings("ignore", "Failed to load image Python extension", UserWarning)
+            import spandrel
+    except Exception as e:  # a torchvision built for another torch fails with RuntimeError
+        raise RuntimeError(
+            f"learned upscaling needs spandrel and a torchvision built for this torch: {type(e).__name__}: {e}"
+        ) from None
 
     path = Path(path)
     if path.suffix.lower() not in UPSCALER_SUFFIXES:

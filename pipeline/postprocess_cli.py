@@ -18,6 +18,7 @@ from PIL.PngImagePlugin import PngInfo
 from pipeline.postprocess import PostprocessChain, PostprocessSettings, load_image
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 SETTINGS_KEY = "postprocess"
 
 
@@ -26,9 +27,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(_fail(message))
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return code
 
 
 def _denoise(value: str) -> float | str:
@@ -85,6 +86,8 @@ def main(argv: list[str]) -> int:
         result, _ = PostprocessChain()(image, settings)
     except ValueError as e:
         return _fail(str(e))
+    except RuntimeError as e:  # the environment, not the input
+        return _fail(str(e), EXIT_FAILED)
 
     save_options = {}
     if Image.registered_extensions()[args.output.suffix.lower()] == "PNG":

@@ -1,4 +1,4 @@
-"""Post-processing: settings validation, bad files, the chain, learned upscalers, the command."""
+"""Post-processing: settings validation, bad files, the stages, the chain, the command."""
 from __future__ import annotations
 
 import json
@@ -7,17 +7,11 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from pipeline import postprocess as pp
 from pipeline import postprocess_cli
 from pipeline.postprocess import PostprocessChain, PostprocessSettings
-
-spandrel = pytest.importorskip("spandrel")
-from spandrel.architectures.ESRGAN import ESRGAN  # noqa: E402
-from spandrel.architectures.SPAN import SPAN  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
 
 def picture(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
@@ -35,20 +29,6 @@ def png_header_only(path, width: int, height: int) -> None:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-
-
-def tiny_esrgan(path, scale: int = 4):
-    torch.manual_seed(0)
-    model = ESRGAN(num_filters=8, num_blocks=1, scale=scale)
-    save_file(model.state_dict(), str(path))
-    return path
-
-
-def tiny_span(path, scale: int = 2):
-    torch.manual_seed(0)
-    model = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=scale)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,77 +190,6 @@ def test_chain_is_deterministic(tmp_path):
     first, _ = PostprocessChain()(picture(), settings)
     second, _ = PostprocessChain()(picture(), settings)
     assert np.array_equal(np.asarray(first), np.asarray(second))
-
-
-# ---------------------------------------------------------------------------------------------
-# Learned upscalers through spandrel
-
-def test_esrgan_safetensors_loads_and_upscales_in_tiles(tmp_path):
-    model = pp.load_upscaler(tiny_esrgan(tmp_path / "esrgan.safetensors"))
-    assert model.scale == 4
-    image = picture(40, 36)
-    whole = np.asarray(pp.upscale_learned(image, model, 4, tile=64), dtype=int)
-    tiled = np.asarray(pp.upscale_learned(image, model, 4, tile=16), dtype=int)
-    assert tiled.shape == whole.shape == (36 * 4, 40 * 4, 3)
-    assert whole.std() > 5  # the random model draws something, so seams would show
-    # overlapping context makes tiles join exactly; without it the seams show
-    assert np.abs(tiled - whole).max() <= 1
-    seams = np.asarray(pp.upscale_learned(image, model, 4, tile=16, overlap=0), dtype=int)
-    assert np.abs(seams - whole).max() > 10
-
-
-def test_span_safetensors_gives_the_asked_factor(tmp_path):
-    path = str(tiny_span(tmp_path / "span.safetensors", scale=2))
-    chain = PostprocessChain()
-    image = picture(30, 20)
-    x2, _ = chain(image, PostprocessSettings(upscale=2, upscaler=path))
-    x4, timings = chain(image, PostprocessSettings(upscale=4, upscaler=path))  # the x2 model runs twice
-    assert x2.size == (60, 40) and x4.size == (120, 80)
-    assert "upscale" in timings
-    assert len(chain._upscalers) == 1  # loaded once, reused
-
-
-def test_x4_model_asked_for_x2_is_resized(tmp_path):
-    model = pp.load_upscaler(tiny_esrgan(tmp_path / "esrgan.safetensors"))
-    assert pp.upscale_learned(picture(20, 12), model, 2).size == (40, 24)
-
-
-def test_plain_state_dict_pth_loads(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "esrgan.pth"
-    torch.save(ESRGAN(num_filters=8, num_blocks=1, scale=2).state_dict(), path)
-    assert pp.load_upscaler(path).scale == 2
-
-
-class Payload:
-    def __reduce__(self):
-        return (print, ("this would run on load",))
-
-
-def test_pickled_object_pth_is_refused(tmp_path, capsys):
-    path = tmp_path / "evil.pth"
-    torch.save({"params": Payload()}, path)
-    with pytest.raises(ValueError, match="refusing .*pickled"):
-        pp.load_upscaler(path)
-    assert "this would run" not in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name, content", [
-    ("broken.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}"),
-    ("broken.pth", b"PK not really a zip"),
-])
-def test_unreadable_weights_are_refused(tmp_path, name, content):
-    path = tmp_path / name
-    path.write_bytes(content)
-    with pytest.raises(ValueError, match=f"upscaler: cannot read .*{name}"):
-        pp.load_upscaler(path)
-
-
-def test_unknown_architecture_is_refused(tmp_path):
-    path = tmp_path / "other.safetensors"
-    save_file({"weight": torch.zeros(3, 3)}, str(path))
-    with pytest.raises(ValueError, match="not a model architecture spandrel knows"):
-        pp.load_upscaler(path)
 
 
 # ---------------------------------------------------------------------------------------------
