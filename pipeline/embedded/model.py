@@ -32,9 +32,11 @@ class ModelConfig:
     transformer_layers: int = 8
     head_dim: int = 32
     patch_size: int = 2
-    # 3 blocks -> 2**(3-1) = 4x compression. Narrow at full resolution (cost), wide near the latent.
-    vae_channels: tuple[int, ...] = (16, 64, 128)
-    vae_decoder_layers: tuple[int, ...] = (1, 2, 2)
+    # 3 blocks -> 2**(3-1) = 4x compression. The decoder is wider than the encoder: sharp edges
+    # are what shape recognition needs, and only the decoder runs at inference.
+    vae_encoder_channels: tuple[int, ...] = (16, 32, 64)
+    vae_decoder_channels: tuple[int, ...] = (24, 48, 96)
+    vae_decoder_layers: tuple[int, ...] = (1, 1, 2)
     latent_channels: int = 4
     shift: float = 2.0  # flow-matching timestep shift, same in training and in the scheduler
 
@@ -109,19 +111,19 @@ def build_transformer(config: ModelConfig) -> SanaTransformer2DModel:
 
 
 def latent_factor(config: ModelConfig) -> int:
-    return 2 ** (len(config.vae_channels) - 1)
+    return 2 ** (len(config.vae_decoder_channels) - 1)
 
 
 def build_vae(config: ModelConfig) -> AutoencoderDC:
-    blocks = len(config.vae_channels)
+    blocks = len(config.vae_decoder_channels)
     return AutoencoderDC(
         in_channels=3,
         latent_channels=config.latent_channels,
         attention_head_dim=config.head_dim,
         encoder_block_types="ResBlock",
         decoder_block_types="ResBlock",
-        encoder_block_out_channels=config.vae_channels,
-        decoder_block_out_channels=config.vae_channels,
+        encoder_block_out_channels=config.vae_encoder_channels,
+        decoder_block_out_channels=config.vae_decoder_channels,
         encoder_layers_per_block=(1,) * blocks,
         decoder_layers_per_block=config.vae_decoder_layers,
         encoder_qkv_multiscales=((),) * blocks,

@@ -50,15 +50,15 @@ from .model import ModelConfig, build_pipeline
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    vae_steps: int = 800
+    vae_steps: int = 600
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    steps: int = 2200  # denoiser + text encoder
+    steps: int = 1400  # denoiser + text encoder
     batch: int = 64
     lr: float = 5e-4
     warmup: int = 100
     caption_dropout: float = 0.1
-    pool_size: int = 20480  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
+    pool_size: int = 12288  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
     checkpoint_every: int = 100
     threads: int = 2
 
@@ -245,9 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
     parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--pool-size", type=int, default=defaults.pool_size)
     parser.add_argument("--threads", type=int, default=defaults.threads)
     args = parser.parse_args(argv)
-    cfg = TrainConfig(seed=args.seed, vae_steps=args.vae_steps, steps=args.steps, threads=args.threads)
+    cfg = TrainConfig(
+        seed=args.seed, vae_steps=args.vae_steps, steps=args.steps, pool_size=args.pool_size, threads=args.threads
+    )
     state_dir = args.state or args.out.with_name(args.out.name + ".state")
     state_dir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
