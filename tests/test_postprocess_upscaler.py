@@ -97,3 +97,20 @@ def test_unknown_architecture_is_refused(tmp_path):
     save_file({"weight": torch.zeros(3, 3)}, str(path))
     with pytest.raises(ValueError, match="not a model architecture spandrel knows"):
         pp.load_upscaler(path)
+
+
+def test_command_uses_a_learned_upscaler_and_refuses_pickles(tmp_path, capsys):
+    from pipeline import postprocess_cli
+
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    picture(20, 16).save(src)
+    weights = tiny_esrgan(tmp_path / "esrgan.safetensors")
+    assert postprocess_cli.main([str(src), str(out), "--upscale", "4", "--upscaler", str(weights)]) == 0
+    with Image.open(out) as saved:
+        assert saved.size == (80, 64)
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"params": Payload()}, evil)
+    assert postprocess_cli.main([str(src), str(out), "--upscale", "2", "--upscaler", str(evil)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refusing" in err and "this would run" not in capsys.readouterr().out
