@@ -112,5 +112,6 @@ def test_command_uses_a_learned_upscaler_and_refuses_pickles(tmp_path, capsys):
     evil = tmp_path / "evil.pth"
     torch.save({"params": Payload()}, evil)
     assert postprocess_cli.main([str(src), str(out), "--upscale", "2", "--upscaler", str(evil)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "refusing" in err and "this would run" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "refusing" in captured.err
+    assert "this would run" not in captured.out
