@@ -117,10 +117,7 @@ class PostprocessSettings:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown post-processing settings: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        if isinstance(d.get("color_palette"), list):
-            d["color_palette"] = tuple(d["color_palette"])
-        return cls(**d)
+        return cls(**d)  # __post_init__ validates, and turns a JSON list palette into a tuple
 
 
 def _is_number(x) -> bool:

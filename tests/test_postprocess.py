@@ -101,6 +101,12 @@ def test_unreadable_reference_is_refused(tmp_path):
         PostprocessChain()(picture(), settings)
 
 
+def test_bomb_sized_picture_in_memory_is_refused(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 48 * 40 - 1)
+    with pytest.raises(ValueError, match="decompression bomb"):
+        PostprocessChain()(picture(), PostprocessSettings(color="auto"))
+
+
 def test_oversized_output_is_refused(monkeypatch):
     monkeypatch.setattr(pp, "MAX_OUTPUT_PIXELS", 48 * 40 * 4 - 1)
     with pytest.raises(ValueError, match="upscale"):
