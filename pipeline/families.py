@@ -8,6 +8,7 @@ captures those differences and nothing else; the `Studio` does the rest the same
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -198,7 +199,20 @@ def concat_embeddings(parts: list[Embeddings], masks: dict[str, str]) -> Embeddi
     return batch
 
 
+# Encoding settings that a pipeline's __call__ forwards to its encode_prompt, sometimes with a
+# different default (Sana's prompt-enhancing instruction, Qwen-Image's sequence length).
+_ENCODE_SETTINGS = ("max_sequence_length", "complex_human_instruction", "system_prompt", "text_encoder_out_layers",
+                    "clean_caption")
+
+
+def stock_encode_options(pipe) -> dict[str, Any]:
+    """The encoding settings the stock `__call__` uses when given a prompt, so cached embeddings match it."""
+    call = inspect.signature(type(pipe).__call__).parameters
+    encode = inspect.signature(type(pipe).encode_prompt).parameters
+    return {name: call[name].default for name in _ENCODE_SETTINGS if name in call and name in encode}
+
+
 @torch.no_grad()
 def encode_prompt(family: Family, pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
-    """Run the pipeline's own LLM prompt encoding; returns `__call__` keyword arguments."""
-    return family.encode(pipe, prompt, negative, cfg, options)
+    """Run the pipeline's own LLM prompt encoding with `__call__`'s settings unless `options` override them."""
+    return family.encode(pipe, prompt, negative, cfg, {**stock_encode_options(pipe), **options})
