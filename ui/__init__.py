@@ -1,0 +1,5 @@
+"""The studio's web page (Gradio Blocks): layout and wiring in `ui.layout`, event functions in
+`ui.handlers`. Talks only to the engine's `Studio` object; never imports torch or diffusers."""
+from ui.layout import DEFAULT_QUEUE_SIZE, LAUNCH_OPTIONS, build_demo, queue_options
+
+__all__ = ["DEFAULT_QUEUE_SIZE", "LAUNCH_OPTIONS", "build_demo", "queue_options"]

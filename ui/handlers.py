@@ -1,0 +1,202 @@
+"""One function per event of the studio page; the layout and wiring are in `ui.layout`.
+
+The handlers talk to one `Studio` (the engine's pipeline object) and keep nothing per visitor:
+what belongs to a browser session (its history, its last run, its cancel flag) arrives as
+`gr.State` inputs and leaves as outputs. Bad input becomes a `gr.Error` carrying the engine's
+sentence; the app keeps serving.
+"""
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from pipeline.metadata import read_settings, request_from_settings, save_png
+from pipeline.request import MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
+from ui.formats import CUSTOM, FORMATS_BY_KEY, format_for_size, format_size
+from ui.settings import OFF, build_postprocess, build_request, controls_from_settings, describe_source
+
+# Newest first; older entries drop off so one long session cannot grow without bound.
+HISTORY_LIMIT = 48
+
+
+@dataclass
+class RunControl:
+    """Per browser session: lets Cancel stop that session's running generation between steps.
+
+    Runs are numbered; Cancel marks every run started so far as cancelled, so a cancelled run
+    that is still finishing its current step cannot be revived by the next run starting.
+    """
+
+    started: int = 0
+    cancelled_through: int = 0
+
+    def start(self) -> int:
+        self.started += 1
+        return self.started
+
+    def cancel(self) -> None:
+        self.cancelled_through = self.started
+
+    def is_cancelled(self, run: int) -> bool:
+        return run <= self.cancelled_through
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One generated picture on disk: the PNG with its settings, and the picture before post-processing."""
+
+    path: str
+    before: str
+    seed: int
+
+
+class StudioHandlers:
+    """The event functions, bound to one studio and the folder where its PNGs are written."""
+
+    def __init__(self, studio, output_dir: Path, controls: dict):
+        self.studio = studio
+        self.output_dir = Path(output_dir)
+        # name -> component, for handlers that restore every control at once
+        self.controls = controls
+
+    # -- generate -------------------------------------------------------------------------
+
+    def generate(self, prompt, run_control: RunControl, history: list, negative_prompt="", seed=0,
+                 random_seed=False, steps=None, guidance=None, width=None, height=None, num_images=1,
+                 denoise=OFF, denoise_strength=0.5, color=OFF, color_reference=None, color_palette="",
+                 color_strength=1.0, upscale="1", upscaler=None, progress=gr.Progress()):
+        """Generate images from a prompt.
+
+        Returns the images (PNGs with their settings inside, captioned with their seeds), the first
+        image before and after post-processing (the same file twice when none ran), the seed of the
+        first image, and a status line naming the model, device and the run's time per stage.
+        """
+        request = self._request(
+            prompt=prompt, negative_prompt=negative_prompt, seed=seed, random_seed=random_seed, steps=steps,
+            guidance=guidance, width=width, height=height, num_images=num_images,
+            postprocess=dict(denoise=denoise, denoise_strength=denoise_strength, color=color,
+                             color_reference=color_reference, color_palette=color_palette,
+                             color_strength=color_strength, upscale=upscale, upscaler=upscaler))
+        run = run_control.start()
+
+        def on_step(step: int, total: int):
+            progress((step, total), desc=f"step {step} of {total}", unit="steps")
+            if run_control.is_cancelled(run):
+                return _cancel_token()
+            return None
+
+        try:
+            result = self.studio.generate(request, on_step=on_step)
+        except GenerationCancelled as cancelled:
+            # The browser has already dropped this run; an API caller gets the sentence.
+            raise gr.Error(str(cancelled)) from None
+        except (ValueError, GenerationFailed) as error:
+            raise gr.Error(str(error)) from None
+
+        pairs = self._save(result)
+        gallery = [(pair.path, f"seed {pair.seed}") for pair in pairs]
+        history = (gallery + list(history or []))[:HISTORY_LIMIT]
+        return gallery, (pairs[0].before, pairs[0].path), request.seed, self._status(result.timings), history, pairs
+
+    def _request(self, *, random_seed: bool, postprocess: dict, **controls) -> GenerationRequest:
+        try:
+            post = build_postprocess(**postprocess)
+            if random_seed:
+                # Low enough that every image of a full batch (seed, seed+1, ...) stays in range.
+                controls["seed"] = secrets.randbelow(MAX_SEED - MAX_IMAGES + 2)
+            return build_request(postprocess=post, **controls)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
+    def _save(self, result) -> list[ImagePair]:
+        folder = self.output_dir / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        pairs = []
+        for image, original, settings in zip(result.images, result.originals, result.settings):
+            path = save_png(image, settings, folder / f"studio-{settings['seed']}.png")
+            before = path
+            if original is not image:
+                before = save_png(original, settings, folder / f"studio-{settings['seed']}-before.png")
+            pairs.append(ImagePair(str(path), str(before), settings["seed"]))
+        return pairs
+
+    def _status(self, timings: dict | None = None) -> str:
+        source = self.studio.source
+        line = f"Model **{source.reference}** ({self.studio.family.pipeline_class}) on **{self.studio.device}**"
+        if timings:
+            stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in timings.items())
+            line += f" · last run **{sum(timings.values()):.2f} s** ({stages})"
+        return line
+
+    def status(self) -> str:
+        """The status line before any run."""
+        return self._status()
+
+    # -- cancel ---------------------------------------------------------------------------
+
+    def cancel(self, run_control: RunControl) -> str:
+        """Stop this session's running generation after its current step."""
+        run_control.cancel()
+        return "Cancelling…"
+
+    # -- size -----------------------------------------------------------------------------
+
+    def apply_format(self, format_key: str):
+        """A format preset chosen: its size for this model into the width and height boxes."""
+        if format_key not in FORMATS_BY_KEY:
+            return gr.update(), gr.update()
+        return format_size(FORMATS_BY_KEY[format_key], self.studio.limits)
+
+    def match_format(self, width, height) -> str:
+        """Width or height typed: the preset with exactly that size, or custom."""
+        return format_for_size(width, height, self.studio.limits)
+
+    # -- post-processing panel ------------------------------------------------------------
+
+    def show_postprocess_controls(self, denoise, color, upscale):
+        """Only the controls the chosen modes use are shown."""
+        return (gr.update(visible=denoise == "manual"), gr.update(visible=color == "reference"),
+                gr.update(visible=color == "palette"), gr.update(visible=color != OFF),
+                gr.update(visible=upscale != "1"))
+
+    def show_run(self, history: list, last_run: list):
+        """After a run: the session's history, and the before/after slider only if post-processing ran."""
+        return history, gr.update(visible=any(pair.before != pair.path for pair in last_run))
+
+    def show_comparison(self, last_run: list, evt: gr.SelectData):
+        """A picture of the last run selected: compare it before and after post-processing."""
+        if not last_run or evt.index is None or not 0 <= evt.index < len(last_run):
+            return gr.update()
+        return last_run[evt.index].before, last_run[evt.index].path
+
+    # -- reuse settings -------------------------------------------------------------------
+
+    def reuse_settings(self, png):
+        """A PNG made here dropped in: restore every control so that Generate redraws it exactly."""
+        if not png:
+            return {}
+        try:
+            settings = read_settings(png)
+            request, _ = request_from_settings(settings)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        if settings.get("model") != self.studio.source.reference:
+            gr.Warning(f"This image was made with {settings.get('model')!r}; this studio runs "
+                       f"{self.studio.source.reference!r}, so the pixels will differ.")
+        values = controls_from_settings(settings, request)
+        updates = {self.controls[name]: value for name, value in values.items()}
+        updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
+        updates[self.controls["status"]] = f"Settings restored from {describe_source(settings)}; press Generate."
+        return updates
+
+
+def _cancel_token():
+    # pipeline.studio imports torch, which ui/ must not import itself; by the time a step runs the
+    # studio (and so torch) is loaded, so this import costs nothing.
+    from pipeline.studio import CANCEL
+
+    return CANCEL
