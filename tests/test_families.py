@@ -95,3 +95,22 @@ def test_compatible_requests_share_one_batch(family, tiny_studio):
         for index in range(len(single.images)):
             difference = np.abs(pixels(together, index).astype(int) - pixels(single, index).astype(int))
             assert difference.max() <= 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_studio_matches_the_stock_call(family, tiny_studio):
+    """The studio's cached encoding and seeded noise reproduce the stock diffusers call's pixels."""
+    import inspect
+
+    import torch
+
+    studio = tiny_studio(family)
+    request = studio.resolve(small_request(studio))
+    pipe = studio.pipe
+    stock_kwargs = dict(studio.family.call_kwargs(request.steps, request.guidance))
+    if "negative_prompt" in inspect.signature(type(pipe).__call__).parameters:
+        stock_kwargs["negative_prompt"] = request.negative_prompt
+    stock = pipe(prompt=request.prompt, num_inference_steps=request.steps, width=request.width,
+                 height=request.height, generator=torch.Generator("cpu").manual_seed(request.seed),
+                 output_type="pil", **stock_kwargs).images[0]
+    assert np.array_equal(np.asarray(stock), pixels(studio.generate(request)))
