@@ -73,7 +73,7 @@ def _embedded_preset() -> ModelPreset:
         "embedded", "Embedded shapes model (offline, CPU)", str(embedded.MODEL_DIR), "SanaPipeline",
         _limits(embedded.NATIVE_SIZE, 32, (*embedded.STEP_RANGE, embedded.DEFAULT_STEPS),
                 (*embedded.GUIDANCE_RANGE, embedded.DEFAULT_GUIDANCE), True, True, max_pixels=512 * 512),
-        encode_options={"max_sequence_length": embedded.MAX_SEQUENCE_LENGTH, "complex_human_instruction": None})
+        encode_options=dict(embedded.ENCODE_KWARGS))
 
 
 PRESETS: dict[str, ModelPreset] = {preset.name: preset for preset in [_embedded_preset(), *_hub_presets()]}
