@@ -49,6 +49,7 @@ def test_settings_round_trip_through_json(tmp_path):
     ):
         assert settings.enabled
         assert PostprocessSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    assert PostprocessSettings(color="reference", color_reference=ref).color_reference == str(ref)
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -66,6 +67,7 @@ def test_settings_round_trip_through_json(tmp_path):
     ({"color_palette": ("#123456",)}, "color_palette"),
     ({"color": "reference"}, "color_reference"),
     ({"color": "reference", "color_reference": "no/such/file.png"}, "color_reference"),
+    ({"color": "reference", "color_reference": 3}, "color_reference"),
     ({"upscale": 3}, "upscale"),
     ({"upscale": True}, "upscale"),
     ({"upscale": 2, "upscaler": "no/such/model.safetensors"}, "upscaler"),
