@@ -190,7 +190,8 @@ class StudioHandlers:
         values = controls_from_settings(settings, request)
         updates = {self.controls[name]: value for name, value in values.items()}
         updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
-        updates[self.controls["status"]] = f"Settings restored from {describe_source(settings)}; press Generate."
+        updates[self.controls["status"]] = (f"{self._status()} · settings restored from {describe_source(settings)}; "
+                                            "press Generate")
         return updates
 
 

@@ -1,0 +1,231 @@
+"""The studio in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+`python app.py` is started on a free local port with the embedded model; the tests use the page
+as a person would. Screenshots go to $STUDIO_SCREENSHOTS (a temporary folder when unset; its
+path is printed).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.metadata import read_settings
+
+pytest.importorskip("playwright", reason="install tests/requirements.txt")
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 240  # loading the model on a busy 2-core machine
+RUN_TIMEOUT_MS = 120_000
+PROMPT = "a large red circle on the left, blue background"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """`python app.py` on the embedded model, listening on 127.0.0.1 at a free port."""
+    if not (ROOT / "assets" / "model" / "model_index.json").is_file():
+        pytest.fail("the embedded model is missing: assets/model/model_index.json does not exist")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"app.py exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()}")
+                time.sleep(0.5)
+        startup = log_path.read_text()
+        print(startup)
+        # The start-up log line says what was loaded and how long it took.
+        assert re.search(r"model embedded \(SanaPipeline\) ready on cpu in [\d.]+ s", startup), startup
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture
+def open_session(playwright, tmp_path):
+    """`open_session(url)` -> a page in a new Chromium with a fresh profile: one visitor."""
+    contexts = []
+
+    def open_(url: str):
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / f"profile-{len(contexts)}", executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(url)
+        expect(page.locator("#status")).to_contain_text("embedded", timeout=60_000)
+        # Everything the progress bar ever says, however briefly it says it.
+        page.evaluate(r"""() => {
+            window.studioProgress = new Set();
+            new MutationObserver(() => {
+                for (const m of document.body.innerText.matchAll(/step \d+ of \d+/g)) window.studioProgress.add(m[0]);
+            }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }""")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def choose_format(page, label_start: str) -> None:
+    page.click("#format input")
+    page.get_by_role("option", name=re.compile("^" + re.escape(label_start))).click()
+
+
+def generate(page, *, press_enter: bool = False) -> list[str]:
+    """Start a run, wait for its images; returns their URLs."""
+    before = result_urls(page)
+    if press_enter:
+        page.press("#prompt textarea", "Enter")
+    else:
+        page.click("#generate")
+    # Every run writes its PNGs to a new folder, so new images mean new URLs.
+    page.wait_for_function(
+        "old => { const now = [...document.querySelectorAll('#results .grid-container img')].map(i => i.src);"
+        " return now.length > 0 && now.join() !== old.join(); }", arg=before, timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#status")).to_contain_text("last run")
+    return result_urls(page)
+
+
+def result_urls(page) -> list[str]:
+    return page.eval_on_selector_all("#results .grid-container img", "images => images.map(i => i.src)")
+
+
+def fetch_image(page, url: str) -> tuple[Image.Image, bytes]:
+    body = page.request.get(url).body()
+    return Image.open(io.BytesIO(body)), body
+
+
+def test_generate_change_format_and_reuse_settings(app_url, open_session, screenshots, tmp_path):
+    page = open_session(app_url)
+    assert "cpu" in page.inner_text("#status")
+    page.screenshot(path=screenshots / "01-start.png", full_page=True)
+
+    page.fill("#prompt textarea", PROMPT)
+    choose_format(page, "Photo 3:2")
+    expect(page.locator("#width input")).to_have_value("96")
+    expect(page.locator("#height input")).to_have_value("64")
+    urls = generate(page)
+    progress = page.evaluate("[...window.studioProgress]")
+    print("progress seen:", sorted(progress, key=lambda text: int(text.split()[1])))
+    assert progress and all(re.fullmatch(r"step [1-8] of 8", text) for text in progress), progress
+    assert len(urls) == 1
+    image, _ = fetch_image(page, urls[0])
+    assert (image.format, image.size) == ("PNG", (96, 64))
+    page.screenshot(path=screenshots / "02-photo-3x2.png", full_page=True)
+
+    choose_format(page, "Photo portrait 2:3")
+    expect(page.locator("#width input")).to_have_value("64")
+    expect(page.locator("#height input")).to_have_value("96")
+    urls = generate(page)
+    image, _ = fetch_image(page, urls[0])
+    assert image.size == (64, 96)
+    page.screenshot(path=screenshots / "03-photo-2x3.png", full_page=True)
+
+    # Download through the gallery's own button, as a visitor would.
+    page.click("#results .grid-container button.thumbnail-item")
+    with page.expect_download() as download_info:
+        page.click("#results button[aria-label='Download']")
+    downloaded = tmp_path / "downloaded.png"
+    download_info.value.save_as(downloaded)
+    settings = read_settings(downloaded)
+    assert (settings["prompt"], settings["width"], settings["height"]) == (PROMPT, 64, 96)
+    print("downloaded:", download_info.value.suggested_filename, {k: settings[k] for k in ("seed", "steps", "guidance")})
+
+    # Change everything the PNG will restore, then drop the PNG in.
+    page.fill("#prompt textarea", "a small green triangle at the top on a white background")
+    choose_format(page, "Square post 1:1")
+    page.fill("#seed input[type=number]", "77")
+    page.click("#reuse button.label-wrap")
+    page.set_input_files("#reuse-file input[type=file]", downloaded)
+    expect(page.locator("#status")).to_contain_text("Settings restored", timeout=30_000)
+    expect(page.locator("#prompt textarea")).to_have_value(PROMPT)
+    expect(page.locator("#width input")).to_have_value("64")
+    expect(page.locator("#height input")).to_have_value("96")
+    expect(page.locator("#seed input[type=number]")).to_have_value(str(settings["seed"]))
+    page.screenshot(path=screenshots / "04-settings-restored.png", full_page=True)
+
+    urls = generate(page)
+    regenerated, _ = fetch_image(page, urls[0])
+    assert np.array_equal(np.asarray(regenerated.convert("RGB")), np.asarray(Image.open(downloaded).convert("RGB")))
+    page.screenshot(path=screenshots / "05-regenerated.png", full_page=True)
+
+
+def history_captions(page) -> list[str]:
+    return page.eval_on_selector_all("#history img", "images => images.map(i => i.alt || i.title)")
+
+
+def test_two_sessions_never_see_each_others_history(app_url, open_session, screenshots):
+    alice, bob = open_session(app_url), open_session(app_url)
+
+    alice.fill("#prompt textarea", PROMPT)
+    alice.fill("#seed input[type=number]", "11")
+    generate(alice, press_enter=True)
+    bob.fill("#prompt textarea", "black background with a big yellow square in the middle")
+    bob.fill("#seed input[type=number]", "21")
+    generate(bob)
+    alice.fill("#seed input[type=number]", "12")
+    generate(alice)
+
+    expect(alice.locator("#history img")).to_have_count(2)
+    expect(bob.locator("#history img")).to_have_count(1)
+    assert history_captions(alice) == ["seed 12", "seed 11"]  # newest first
+    assert history_captions(bob) == ["seed 21"]
+    alice_files = set(alice.eval_on_selector_all("#history img", "images => images.map(i => i.src)"))
+    bob_files = set(bob.eval_on_selector_all("#history img", "images => images.map(i => i.src)"))
+    assert not alice_files & bob_files
+    alice.screenshot(path=screenshots / "06-session-a.png", full_page=True)
+    bob.screenshot(path=screenshots / "07-session-b.png", full_page=True)
