@@ -57,7 +57,7 @@ def build_demo(studio) -> gr.Blocks:
         status = gr.Markdown(label="Status", elem_id="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                prompt = gr.Textbox(label="Prompt", lines=2, max_length=MAX_PROMPT_CHARS, elem_id="prompt",
+                prompt = gr.Textbox(label="Prompt", lines=1, max_lines=4, max_length=MAX_PROMPT_CHARS, elem_id="prompt",
                                     placeholder="a large red circle on the left, blue background  (Enter generates)")
                 negative_prompt = gr.Textbox("", label="Negative prompt", max_length=MAX_PROMPT_CHARS,
                                              placeholder="what to avoid", visible=limits.uses_negative_prompt)
