@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.metadata import read_settings, request_from_settings, save_png
+from pipeline.postprocess_cli import add_stage_arguments, settings_from_args
 from pipeline.request import GenerationRequest
 
 EXIT_BAD_INPUT = 2
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-images", type=int, help="images per prompt (default 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_stage_arguments(parser)
     return parser
 
 
@@ -50,7 +52,11 @@ def _given(args: argparse.Namespace) -> dict:
     """The request fields given on the command line, by request field name."""
     names = {"negative": "negative_prompt", "seed": "seed", "steps": "steps", "guidance": "guidance",
              "width": "width", "height": "height", "num_images": "num_images"}
-    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+    given = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+    postprocess = settings_from_args(args)
+    if postprocess.enabled:
+        given["postprocess"] = postprocess
+    return given
 
 
 def _plan(args: argparse.Namespace) -> tuple[str, list[GenerationRequest], int | None]:

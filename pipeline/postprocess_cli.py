@@ -41,20 +41,26 @@ def _denoise(value: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a strength 0..1, got {value!r}") from None
 
 
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    """The post-processing options, shared with `python -m pipeline generate`."""
+    group = parser.add_argument_group("post-processing (order: denoise -> colour -> upsample)")
+    group.add_argument("--denoise", type=_denoise, help="'auto' (noise level from the picture) or a strength 0..1")
+    group.add_argument("--color", choices=("auto", "reference", "palette"),
+                       help="'auto': white balance + levels; the other modes follow from the options below")
+    group.add_argument("--color-reference", metavar="FILE", help="match the colours of this picture")
+    group.add_argument("--color-palette", metavar="'#RRGGBB,...'", help="pull dominant colours toward these")
+    group.add_argument("--color-strength", type=float, default=1.0, help="0..1 blend with the input (default 1)")
+    group.add_argument("--upscale", type=int, default=1, help="2 or 4 (default 1: no upsampling)")
+    group.add_argument("--upscaler", metavar="FILE",
+                       help="learned super-resolution weights (.safetensors or .pth); default classical")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m pipeline postprocess", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, metavar="IN", help="picture to process")
     parser.add_argument("output", type=Path, metavar="OUT", help="where to save the result (.png, .jpg, .webp...)")
-    parser.add_argument("--denoise", type=_denoise, help="'auto' (noise level from the picture) or a strength 0..1")
-    parser.add_argument("--color", choices=("auto", "reference", "palette"),
-                        help="'auto': white balance + levels; the other modes follow from the options below")
-    parser.add_argument("--color-reference", metavar="FILE", help="match the colours of this picture")
-    parser.add_argument("--color-palette", metavar="'#RRGGBB,...'", help="pull dominant colours toward these")
-    parser.add_argument("--color-strength", type=float, default=1.0, help="0..1 blend with the input (default 1)")
-    parser.add_argument("--upscale", type=int, default=1, help="2 or 4 (default 1: no upsampling)")
-    parser.add_argument("--upscaler", metavar="FILE",
-                        help="learned super-resolution weights (.safetensors or .pth); default classical")
+    add_stage_arguments(parser)
     return parser
 
 

@@ -84,3 +84,24 @@ def test_missing_model_is_one_sentence_and_exit_2(tmp_path):
 def test_unknown_reference_is_one_sentence(tmp_path, capsys):
     assert main(["generate", "--prompt", "a cat", "--model", str(tmp_path / "nowhere")]) == 2
     assert "is not a preset (embedded, sana-1.6b" in capsys.readouterr().err
+
+
+def test_generate_with_post_processing_round_trips(tiny_folder, tmp_path, capsys):
+    code = main(["generate", "--prompt", "a red circle", "--model", str(tiny_folder("sana")), "--steps", "1",
+                 "--width", "32", "--height", "32", "--upscale", "2", "--color", "auto", "--out", str(tmp_path / "a")])
+    assert code == 0
+    (path,) = saved_paths(capsys)
+    from pipeline.metadata import read_settings
+    stored = read_settings(path)["postprocess"]
+    assert (stored["upscale"], stored["color"]) == (2, "auto")
+    assert Image.open(path).size == (64, 64)
+
+    assert main(["generate", "--from-image", str(path), "--out", str(tmp_path / "b")]) == 0
+    (again,) = saved_paths(capsys)
+    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(again)))
+
+
+def test_bad_post_processing_option_is_one_line(tiny_folder, capsys):
+    code = main(["generate", "--prompt", "a cat", "--model", str(tiny_folder("sana")), "--color-palette", "#12345"])
+    assert code == 2
+    assert capsys.readouterr().err == "error: color_palette: '#12345' is not a hex colour '#RRGGBB'\n"
