@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.cli_common import OneLineParser, fail
+
 BATCH_PROMPTS = [
     "a large red circle on the left, blue background",
     "a small green triangle at the top on a white background",
@@ -30,7 +32,7 @@ BATCH_PROMPTS = [
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline bench", description=__doc__,
+    parser = OneLineParser(prog="python -m pipeline bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded", help="preset, folder or hub id (default: embedded)")
     parser.add_argument("--arch", help="a real-size architecture with random weights instead of --model")
@@ -181,8 +183,7 @@ def arch_studio(name: str, device: str, options):
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.repeat < 1:
-        print("error: --repeat must be at least 1", file=sys.stderr)
-        return 2
+        return fail("--repeat must be at least 1")
     from pipeline.models import ModelNotAvailable, quiet_libraries
     from pipeline.request import GenerationRequest
     from pipeline.speed import SpeedOptions
@@ -200,8 +201,7 @@ def main(argv: list[str]) -> int:
         request = studio.resolve(GenerationRequest(
             prompt=BATCH_PROMPTS[0], seed=0, steps=args.steps, width=args.width, height=args.height))
     except (ModelNotAvailable, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
     results = measure(studio, request, args.repeat, first_image=not (args.skip_first_image or args.arch))
     results.update(model=args.arch or args.model, device=device, dtype=str(studio.dtype).removeprefix("torch."),
                    width=request.width, height=request.height, steps=request.steps, repeat=args.repeat,

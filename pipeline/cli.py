@@ -9,26 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.cli_common import EXIT_FAILED, OneLineParser, fail
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.postprocess_cli import add_stage_arguments, settings_from_args
 from pipeline.request import GenerationRequest
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        raise SystemExit(_fail(message))
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pipeline generate", description=__doc__,
+    parser = OneLineParser(prog="python -m pipeline generate", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--prompt", help="what to draw")
@@ -109,7 +98,7 @@ def main(argv: list[str]) -> int:
     try:
         reference, requests, keep_index = _plan(args)
     except ValueError as error:
-        return _fail(str(error))
+        return fail(str(error))
 
     from pipeline.models import ModelNotAvailable, quiet_libraries
 
@@ -122,7 +111,7 @@ def main(argv: list[str]) -> int:
         studio = Studio.load(reference, device=args.device)
         requests = [studio.resolve(request) for request in requests]  # every check before any work
     except (ModelNotAvailable, ValueError) as error:
-        return _fail(str(error))
+        return fail(str(error))
 
     args.out.mkdir(parents=True, exist_ok=True)
     on_step, close_bar = _progress_bar()
@@ -138,7 +127,7 @@ def main(argv: list[str]) -> int:
                 number += 1
                 print(path, flush=True)
     except GenerationFailed as error:
-        return _fail(str(error), EXIT_FAILED)
+        return fail(str(error), EXIT_FAILED)
     finally:
         close_bar()
     return 0

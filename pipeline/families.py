@@ -23,7 +23,8 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _encode_sana(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+def _encode_with_negative(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
+    """Sana and Lumina 2: one encode_prompt call returns prompt and negative embeddings with masks."""
     embeds, mask, neg_embeds, neg_mask = pipe.encode_prompt(
         prompt, do_classifier_free_guidance=cfg, negative_prompt=negative, num_images_per_prompt=1,
         device=pipe._execution_device, **options)
@@ -60,14 +61,6 @@ def _encode_qwen_image(pipe, prompt: str, negative: str, cfg: bool, options: dic
     neg_embeds, neg_mask = pipe.encode_prompt(negative, device=device, num_images_per_prompt=1, **options)
     return _drop_none({"prompt_embeds": embeds, "prompt_embeds_mask": mask,
                        "negative_prompt_embeds": neg_embeds, "negative_prompt_embeds_mask": neg_mask})
-
-
-def _encode_lumina2(pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
-    embeds, mask, neg_embeds, neg_mask = pipe.encode_prompt(
-        prompt, do_classifier_free_guidance=cfg, negative_prompt=negative, num_images_per_prompt=1,
-        device=pipe._execution_device, **options)
-    return _drop_none({"prompt_embeds": embeds, "prompt_attention_mask": mask,
-                       "negative_prompt_embeds": neg_embeds, "negative_prompt_attention_mask": neg_mask})
 
 
 def _sana_size_multiple(pipe) -> int:
@@ -123,7 +116,7 @@ class Family:
 
 FAMILIES: dict[str, Family] = {family.pipeline_class: family for family in (
     # Sana's negative_prompt defaults to "" and may not be passed together with its embeddings.
-    Family("Sana", "SanaPipeline", _encode_sana, "guidance_scale", 1.0, True, _sana_size_multiple,
+    Family("Sana", "SanaPipeline", _encode_with_negative, "guidance_scale", 1.0, True, _sana_size_multiple,
            default_size=1024, default_steps=20, default_guidance=4.5,
            extra_call_kwargs=lambda steps: {"use_resolution_binning": False, "negative_prompt": None}),
     Family("Sana-Sprint", "SanaSprintPipeline", _encode_sana_sprint, "guidance_scale", None, False, _sana_size_multiple,
@@ -135,7 +128,7 @@ FAMILIES: dict[str, Family] = {family.pipeline_class: family for family in (
     Family("Qwen-Image", "QwenImagePipeline", _encode_qwen_image, "true_cfg_scale", 1.0, True, _patchified_size_multiple,
            default_size=1328, default_steps=50, default_guidance=4.0,
            masks={"prompt_embeds": "prompt_embeds_mask", "negative_prompt_embeds": "negative_prompt_embeds_mask"}),
-    Family("Lumina 2", "Lumina2Pipeline", _encode_lumina2, "guidance_scale", 1.0, True, _patchified_size_multiple,
+    Family("Lumina 2", "Lumina2Pipeline", _encode_with_negative, "guidance_scale", 1.0, True, _patchified_size_multiple,
            default_size=1024, default_steps=30, default_guidance=4.0),
 )}
 

@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from pipeline.cli_common import EXIT_FAILED, OneLineParser, fail
 from pipeline.postprocess import PostprocessChain, PostprocessSettings, load_image
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
 SETTINGS_KEY = "postprocess"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        raise SystemExit(_fail(message))
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def _denoise(value: str) -> float | str:
@@ -56,7 +44,7 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pipeline postprocess", description=__doc__,
+    parser = OneLineParser(prog="python -m pipeline postprocess", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, metavar="IN", help="picture to process")
     parser.add_argument("output", type=Path, metavar="OUT", help="where to save the result (.png, .jpg, .webp...)")
@@ -83,17 +71,17 @@ def main(argv: list[str]) -> int:
     except SystemExit as exit_:  # --help, or a usage error already printed as one line
         return int(exit_.code or 0)
     if args.output.suffix.lower() not in Image.registered_extensions():
-        return _fail(f"OUT: cannot tell the image format from {args.output.name!r}; use .png, .jpg or .webp")
+        return fail(f"OUT: cannot tell the image format from {args.output.name!r}; use .png, .jpg or .webp")
     if not args.output.parent.is_dir():
-        return _fail(f"OUT: folder not found: {args.output.parent}")
+        return fail(f"OUT: folder not found: {args.output.parent}")
     try:
         settings = settings_from_args(args)
         image = load_image(args.input, "IN")
         result, _ = PostprocessChain()(image, settings)
     except ValueError as e:
-        return _fail(str(e))
+        return fail(str(e))
     except RuntimeError as e:  # the environment, not the input
-        return _fail(str(e), EXIT_FAILED)
+        return fail(str(e), EXIT_FAILED)
 
     save_options = {}
     if Image.registered_extensions()[args.output.suffix.lower()] == "PNG":
@@ -103,6 +91,6 @@ def main(argv: list[str]) -> int:
     try:
         result.save(args.output, **save_options)
     except (OSError, ValueError) as e:
-        return _fail(f"OUT: cannot save {args.output}: {e}")
+        return fail(f"OUT: cannot save {args.output}: {e}")
     print(args.output)
     return 0
