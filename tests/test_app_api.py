@@ -1,0 +1,221 @@
+"""The studio's API as `gradio_client` sees it, served in-process on a free local port with the
+embedded model: the `generate` endpoint, validation sentences, cancel, a full queue, serving settings."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError, Status
+from PIL import Image
+
+import ui
+from pipeline.metadata import read_settings
+from pipeline.request import MAX_SEED, GenerationCancelled, GenerationRequest
+from pipeline.studio import Studio
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "a large red circle on the left, blue background"
+WAIT_S = 120  # upper bound of every wait below; none is a timing assertion
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Studio:
+    if not (ROOT / "assets" / "model" / "model_index.json").is_file():
+        pytest.fail("the embedded model is missing: assets/model/model_index.json does not exist")
+    return Studio.load("embedded", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def serve():
+    """`serve(studio, queue_size)` -> (demo, url): the studio page on 127.0.0.1 at a free port."""
+    demos = []
+
+    def serve_(studio, queue_size: int = ui.DEFAULT_QUEUE_SIZE):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        demo = ui.build_demo(studio)
+        demo.queue(**ui.queue_options(queue_size)).launch(
+            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **ui.LAUNCH_OPTIONS)
+        demos.append(demo)
+        return demo, f"http://127.0.0.1:{port}/"
+
+    yield serve_
+    for demo in demos:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def app(embedded, serve):
+    return serve(embedded)
+
+
+@pytest.fixture
+def client(app) -> Client:
+    return Client(app[1], verbose=False)
+
+
+def engine_message(**fields) -> str:
+    """The sentence the engine itself gives for these request fields (resolved for the embedded model)."""
+    from pipeline.models import PRESETS
+
+    with pytest.raises(ValueError) as error:
+        PRESETS["embedded"].limits.resolve(GenerationRequest(**fields))
+    return str(error.value)
+
+
+def test_generate_returns_pngs_holding_the_seed_used(client):
+    images, before_after, seed, status = client.predict(prompt=PROMPT, seed=MAX_SEED - 1, num_images=2,
+                                                        api_name="/generate")
+    print(status)
+    assert seed == MAX_SEED - 1  # exact: no float rounding on the way
+    assert [item["caption"] for item in images] == [f"seed {MAX_SEED - 1}", f"seed {MAX_SEED}"]
+    for item, expected_seed in zip(images, (MAX_SEED - 1, MAX_SEED)):
+        with Image.open(item["image"]) as image:
+            assert (image.format, image.size) == ("PNG", (64, 64))
+        settings = read_settings(item["image"])
+        assert (settings["seed"], settings["prompt"], settings["model"]) == (expected_seed, PROMPT, "embedded")
+    # No post-processing: "before" and "after" are the same picture.
+    assert Image.open(before_after[0]).tobytes() == Image.open(before_after[1]).tobytes()
+    assert "embedded" in status and "cpu" in status and "last run" in status
+
+    images, _, seed, _ = client.predict(prompt=PROMPT, seed=5, random_seed=True, api_name="/generate")
+    assert read_settings(images[0]["image"])["seed"] == seed
+    print("random seed used:", seed)
+
+
+def test_postprocessing_through_the_api(client):
+    images, (before, after), _, _ = client.predict(prompt=PROMPT, seed=3, color="auto", upscale="2",
+                                                   api_name="/generate")
+    assert Image.open(before).size == (64, 64)
+    assert Image.open(after).size == Image.open(images[0]["image"]).size == (128, 128)
+    post = read_settings(images[0]["image"])["postprocess"]
+    assert (post["color"], post["upscale"]) == ("auto", 2)
+
+
+def call_raw(url: str, data: list) -> tuple[str, str]:
+    """The REST route, for values JSON clients refuse to send (NaN): (event, data) of the last message."""
+    body = json.dumps({"data": data}, allow_nan=True).encode()
+    request = urllib.request.Request(url + "gradio_api/call/generate", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/generate/{event_id}", timeout=WAIT_S) as response:
+        lines = response.read().decode().splitlines()
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    payloads = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    return events[-1], payloads[-1]
+
+
+def test_bad_values_get_the_validation_sentence_and_the_app_keeps_serving(app, client):
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"]
+    data = {p["parameter_name"]: p["parameter_default"] for p in parameters}
+    data.update(prompt=PROMPT, guidance=float("nan"))
+    event, payload = call_raw(app[1], list(data.values()))
+    print("NaN guidance:", event, payload)
+    assert event == "error"
+    assert json.loads(payload)["error"] == engine_message(prompt=PROMPT, guidance=float("nan"))
+
+    cases = [({"prompt": PROMPT, "width": 100}, engine_message(prompt=PROMPT, width=100)),
+             ({"prompt": "   "}, engine_message(prompt="   ")),
+             # Sliders check their own range first, with gradio's sentence.
+             ({"prompt": PROMPT, "steps": 51}, "Value 51 is greater than maximum value 50."),
+             ({"prompt": PROMPT, "color": "palette", "color_palette": "#12345G"},
+              "color_palette: '#12345G' is not a hex colour '#RRGGBB'")]
+    for fields, sentence in cases:
+        with pytest.raises(AppError) as error:
+            client.predict(**fields, api_name="/generate")
+        print(f"{fields} -> {error.value}")
+        assert str(error.value) == sentence
+
+    images, *_ = client.predict(prompt=PROMPT, width=96, api_name="/generate")
+    assert Image.open(images[0]["image"]).size == (96, 64)
+
+
+class SpyStudio:
+    """The real studio, recording each step it reports and how each run ended."""
+
+    def __init__(self, studio: Studio, hold: threading.Event | None = None):
+        self.studio, self.hold = studio, hold
+        self.steps, self.outcomes = [], []
+        self.limits, self.source, self.device, self.family = studio.limits, studio.source, studio.device, studio.family
+
+    def generate(self, request, on_step=None):
+        if self.hold is not None and not self.hold.wait(WAIT_S):
+            raise RuntimeError("test never released the run")
+
+        def spy(step, total):
+            self.steps.append(step)
+            return on_step(step, total)
+
+        try:
+            result = self.studio.generate(request, on_step=spy)
+        except GenerationCancelled as cancelled:
+            self.outcomes.append(("cancelled", cancelled.step, cancelled.total))
+            raise
+        self.outcomes.append(("done", request.steps, request.steps))
+        return result
+
+
+def test_cancel_stops_the_running_generation_between_steps(embedded, serve):
+    spy = SpyStudio(embedded)
+    _, url = serve(spy)
+    client = Client(url, verbose=False)
+    job = client.submit(prompt=PROMPT, steps=50, api_name="/generate")
+    wait_until(lambda: spy.steps, "the first denoising step")
+    assert client.predict(api_name="/cancel") == "Cancelling…"
+    wait_until(lambda: spy.outcomes, "the run to end")
+    print("outcome:", spy.outcomes[0], "steps reported:", spy.steps)
+    kind, step, total = spy.outcomes[0]
+    assert (kind, total) == ("cancelled", 50) and step < 50
+    assert spy.steps == list(range(1, step + 1))  # no step ran after the one that saw the flag
+    with pytest.raises(AppError, match=r"cancelled after step \d+ of 50; no image was produced"):
+        job.result(timeout=WAIT_S)
+
+    # A cancel does not leak into the session's next run.
+    images, *_ = client.predict(prompt=PROMPT, steps=2, api_name="/generate")
+    assert spy.outcomes[-1] == ("done", 2, 2) and read_settings(images[0]["image"])["steps"] == 2
+
+
+def test_a_full_queue_is_refused_with_a_clear_message(embedded, serve):
+    hold = threading.Event()
+    _, url = serve(SpyStudio(embedded, hold), queue_size=1)
+    running = Client(url, verbose=False).submit(prompt=PROMPT, steps=1, api_name="/generate")
+    wait_until(lambda: running.status().code == Status.PROCESSING, "the first run to start")
+    waiting = Client(url, verbose=False).submit(prompt=PROMPT, steps=1, api_name="/generate")
+    wait_until(lambda: waiting.status().code == Status.IN_QUEUE, "the second run to queue")
+    try:
+        with pytest.raises(QueueError, match="Queue is full") as error:
+            Client(url, verbose=False).predict(prompt=PROMPT, steps=1, api_name="/generate")
+        print("third visitor:", error.value)
+    finally:
+        hold.set()
+    assert running.result(timeout=WAIT_S)[2] == 0 and waiting.result(timeout=WAIT_S)[2] == 0
+
+
+def test_serving_settings(app):
+    demo, _ = app
+    assert demo.max_file_size == 100 * 1024 * 1024
+    assert demo.allowed_paths == []
+    assert demo.delete_cache == (3600, 86400)
+    assert demo._queue.max_size == ui.DEFAULT_QUEUE_SIZE
+    generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
+    assert generate.concurrency_limit == 1
+    assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["generate", "cancel"]
+    with pytest.raises(ValueError, match="queue size must be at least 1"):
+        ui.queue_options(0)
