@@ -49,7 +49,9 @@ def format_size(fmt: Format, limits) -> tuple[int, int]:
     multiple, native = limits.size_multiple, limits.default_width * limits.default_height
     low, high = native * AREA_RANGE[0], min(native * AREA_RANGE[1], limits.max_pixels)
     best, best_cost = None, None
-    for width in range(multiple, int(high // multiple) + 1, multiple):
+    # Wider than this, even the smallest height near the ratio is over the pixel budget.
+    widest = math.isqrt(int(high * fmt.ratio)) + 2 * multiple
+    for width in range(multiple, widest + 1, multiple):
         # Only the two heights around the exact ratio can be the nearest for this width.
         exact = width / fmt.ratio
         for height in {max(multiple, math.floor(exact / multiple) * multiple), math.ceil(exact / multiple) * multiple}:
