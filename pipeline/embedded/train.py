@@ -1,11 +1,15 @@
 """Train the embedded model from scratch: `python -m pipeline.embedded.train --out DIR`.
 
-Two stages, each resumable from its checkpoint in the state folder (`--state`, default
-`DIR.state`); after every checkpoint the current model is exported to DIR in diffusers format.
+Three stages, each resumable from its checkpoint in the state folder (`--state`, default
+`DIR.state`); the model is exported to DIR in diffusers format as the stages go.
 
-1. Latent decoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
+1. Autoencoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
    Its `scaling_factor` is then set to 1 / std of the latents, so scaled latents have unit std.
 2. Denoiser + text encoder, jointly, with the autoencoder frozen.
+3. Decoder refinement: the decoder alone trains longer with an edge-weighted loss, because
+   shape is read from edges and corners, which stage 1 leaves blurred. The encoder stays frozen,
+   so the latent space stage 2 learnt does not move; stage 3 depends on stage 1 only and may run
+   in a second process beside stage 2 (`--stages 3`).
 
 Inference conventions this training matches (stock `SanaPipeline`, `FlowMatchEulerDiscreteScheduler`):
 - Prompt embeddings come from the pipeline's own `encode_prompt(prompts,
@@ -53,12 +57,15 @@ class TrainConfig:
     vae_steps: int = 600
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    steps: int = 1400  # denoiser + text encoder
-    batch: int = 64
+    steps: int = 1100  # denoiser + text encoder
+    batch: int = 32
     lr: float = 5e-4
     warmup: int = 100
     caption_dropout: float = 0.1
-    pool_size: int = 12288  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
+    pool_size: int = 8192  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
+    refine_steps: int = 1200  # stage 3
+    refine_lr: float = 1e-3
+    edge_weight: float = 9.0  # loss weight of pixels within one pixel of an edge, on top of 1
     checkpoint_every: int = 100
     threads: int = 2
 
@@ -237,6 +244,58 @@ def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: fl
     text_encoder.eval()
 
 
+def edge_mask(x: torch.Tensor) -> torch.Tensor:
+    """1 where a pixel is within one pixel of a colour change, else 0: (B, 3, H, W) -> (B, 1, H, W)."""
+    change = torch.zeros_like(x[:, :1])
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().sum(1, keepdim=True) > 0.02  # (B, 1, H, W-1)
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().sum(1, keepdim=True) > 0.02  # (B, 1, H-1, W)
+    change[..., :, 1:] += dx
+    change[..., :, :-1] += dx
+    change[..., 1:, :] += dy
+    change[..., :-1, :] += dy
+    return torch.nn.functional.max_pool2d((change > 0).float(), 3, stride=1, padding=1)
+
+
+def refine_decoder(pipe, cfg: TrainConfig, state_dir: Path) -> None:
+    """Stage 3: the decoder alone, edge-weighted L1 + MSE, on latents of the frozen encoder."""
+    vae = pipe.vae
+    decoder = vae.decoder
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=cfg.refine_lr, weight_decay=0.0)
+    path = state_dir / "stage3.pt"
+    start = 0
+    if path.exists():
+        state = torch.load(path, weights_only=False)
+        decoder.load_state_dict(state["decoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+    if start >= cfg.refine_steps:
+        return
+    vae.requires_grad_(False)
+    decoder.requires_grad_(True)
+    decoder.train()
+    combos = data.training_combos()
+    bar = tqdm(range(start, cfg.refine_steps), initial=start, total=cfg.refine_steps, desc="refine decoder",
+               mininterval=20)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.refine_lr * lr_factor(step, cfg.refine_steps, cfg.warmup)
+        images, _, _ = data.training_batch(batch_rng(cfg.seed, 5, step), NATIVE_SIZE, cfg.vae_batch, combos)
+        x = to_tensor(images)  # (B, 3, 64, 64)
+        with torch.no_grad():
+            z = vae.encode(x).latent  # (B, C, 16, 16)
+        y = vae.decode(z).sample
+        weight = 1 + cfg.edge_weight * edge_mask(x)  # (B, 1, 64, 64)
+        loss = (weight * ((y - x).abs() + (y - x) ** 2)).mean() / weight.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        optimizer.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.refine_steps:
+            save_state(path, {"decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1})
+    decoder.eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m pipeline.embedded.train", description=__doc__.split("\n")[0])
@@ -245,12 +304,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
     parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--pool-size", type=int, default=defaults.pool_size)
+    parser.add_argument("--refine-steps", type=int, default=defaults.refine_steps)
+    parser.add_argument("--stages", default="1,2,3", help="which stages to run, e.g. 3 (stage 1 must be done)")
     parser.add_argument("--threads", type=int, default=defaults.threads)
     args = parser.parse_args(argv)
     cfg = TrainConfig(
-        seed=args.seed, vae_steps=args.vae_steps, steps=args.steps, pool_size=args.pool_size, threads=args.threads
+        seed=args.seed, vae_steps=args.vae_steps, steps=args.steps, batch=args.batch, pool_size=args.pool_size,
+        refine_steps=args.refine_steps, threads=args.threads,
     )
+    stages = {int(stage) for stage in args.stages.split(",")}
     state_dir = args.state or args.out.with_name(args.out.name + ".state")
     state_dir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -260,9 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train config: {asdict(cfg)}\nmodel config: {asdict(model_config)}", flush=True)
     started = time.time()
     pipe = build_pipeline(model_config, seed=cfg.seed)
-    train_decoder(pipe, cfg, state_dir, args.out)
-    print(f"decoder done after {time.time() - started:.0f} s", flush=True)
-    train_denoiser(pipe, cfg, state_dir, args.out, shift=model_config.shift)
+    train_decoder(pipe, cfg, state_dir, args.out)  # always: later stages build on it
+    print(f"stage 1 done after {time.time() - started:.0f} s", flush=True)
+    if 2 in stages:
+        train_denoiser(pipe, cfg, state_dir, args.out, shift=model_config.shift)
+        print(f"stage 2 done after {time.time() - started:.0f} s", flush=True)
+    if 3 in stages:
+        refine_decoder(pipe, cfg, state_dir)
+        print(f"stage 3 done after {time.time() - started:.0f} s", flush=True)
     export(pipe, args.out)
     print(f"done after {time.time() - started:.0f} s (this run; resumed runs count from their restart)", flush=True)
     return 0
