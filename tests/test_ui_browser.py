@@ -191,7 +191,7 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
     page.fill("#seed input[type=number]", "77")
     page.click("#reuse button.label-wrap")
     page.set_input_files("#reuse-file input[type=file]", downloaded)
-    expect(page.locator("#status")).to_contain_text("Settings restored", timeout=30_000)
+    expect(page.locator("#status")).to_contain_text("settings restored from seed", timeout=30_000)
     expect(page.locator("#prompt textarea")).to_have_value(PROMPT)
     expect(page.locator("#width input")).to_have_value("64")
     expect(page.locator("#height input")).to_have_value("96")
@@ -202,6 +202,25 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
     regenerated, _ = fetch_image(page, urls[0])
     assert np.array_equal(np.asarray(regenerated.convert("RGB")), np.asarray(Image.open(downloaded).convert("RGB")))
     page.screenshot(path=screenshots / "05-regenerated.png", full_page=True)
+
+
+def test_cancel_stops_the_run_and_the_next_one_works(app_url, open_session, screenshots):
+    page = open_session(app_url)
+    page.fill("#prompt textarea", PROMPT)
+    choose_format(page, "Story 9:16")  # the largest preset, with the most steps: a run long enough to cancel
+    page.fill("#steps input[type=number]", "50")
+    page.press("#steps input[type=number]", "Tab")
+    page.click("#generate")
+    expect(page.locator("#results")).to_contain_text(re.compile(r"step \d+ of 50"), timeout=RUN_TIMEOUT_MS)
+    page.click("#cancel")
+    expect(page.locator("#status")).to_contain_text("run cancelled, no image was produced")
+    page.screenshot(path=screenshots / "08-cancelled.png", full_page=True)
+    assert result_urls(page) == []
+
+    page.fill("#steps input[type=number]", "2")
+    page.press("#steps input[type=number]", "Tab")
+    urls = generate(page)
+    assert fetch_image(page, urls[0])[0].size == (128, 224)
 
 
 def history_captions(page) -> list[str]:

@@ -141,7 +141,7 @@ class StudioHandlers:
     def cancel(self, run_control: RunControl) -> str:
         """Stop this session's running generation after its current step."""
         run_control.cancel()
-        return "Cancelling…"
+        return f"{self._status()} · run cancelled, no image was produced"
 
     # -- size -----------------------------------------------------------------------------
 

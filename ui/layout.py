@@ -130,7 +130,7 @@ def build_demo(studio) -> gr.Blocks:
                 "color_strength", "upscale", "upscaler")},
                 "run_control": run_control, "history": history},
             outputs=[gallery, comparison, seed, status, history, last_run],
-            api_name="generate", concurrency_limit=1, concurrency_id=DEVICE_QUEUE)
+            api_name="generate", concurrency_limit=1, concurrency_id=DEVICE_QUEUE, show_progress_on=gallery)
         generate_event.then(handlers.show_run, inputs=[history, last_run], outputs=[history_gallery, comparison],
                             api_visibility="private", queue=False, show_progress="hidden")
         cancel.click(handlers.cancel, inputs=run_control, outputs=status, cancels=[generate_event],
