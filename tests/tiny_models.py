@@ -1,41 +1,18 @@
 """Tiny random models of every supported family, built from configs of the real classes.
 
-Nothing is downloaded: tokenizers are built here with the `tokenizers`-backed transformers
-classes (byte-level, so any prompt encodes), components are seeded before construction, saved
-with `save_pretrained`, and loaded back by the project's own loader in the tests.
+Nothing is downloaded: tokenizers are the project's own locally built byte-level ones
+(`pipeline.arch`), components are seeded before construction, saved with `save_pretrained`,
+and loaded back by the project's own loader in the tests.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from tokenizers import pre_tokenizers
 
-# Qwen-family chat template with the `enable_thinking` switch the pipelines pass.
-QWEN_CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
-)
-TEXT_VOCAB = 512  # covers both tokenizers below
+from pipeline.arch import gemma_tokenizer, qwen_tokenizer
 
-
-def gemma_tokenizer():
-    from transformers import GemmaTokenizer
-
-    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "\u2581"]
-    tokens += [f"<0x{byte:02X}>" for byte in range(256)] + [chr(code) for code in range(33, 127)]
-    return GemmaTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[])
-
-
-def qwen_tokenizer():
-    from transformers import Qwen2Tokenizer
-
-    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + sorted(pre_tokenizers.ByteLevel.alphabet())
-    tokenizer = Qwen2Tokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[],
-                               unk_token=None, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
-    return tokenizer
+TEXT_VOCAB = 512  # covers both tokenizers
 
 
 def _seeded(build):
