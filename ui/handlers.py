@@ -16,7 +16,7 @@ import gradio as gr
 
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.request import MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
-from ui.formats import CUSTOM, FORMATS_BY_KEY, format_for_size, format_size
+from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 from ui.settings import OFF, build_postprocess, build_request, controls_from_settings, describe_source
 
 # Newest first; older entries drop off so one long session cannot grow without bound.
@@ -75,12 +75,18 @@ class StudioHandlers:
         image before and after post-processing (the same file twice when none ran), the seed of the
         first image, and a status line naming the model, device and the run's time per stage.
         """
+        # Building the request and presenting its result each handle one request, so Gradio's
+        # batch mode (a list per input) becomes a loop over them around one batched engine call.
         request = self._request(
             prompt=prompt, negative_prompt=negative_prompt, seed=seed, random_seed=random_seed, steps=steps,
             guidance=guidance, width=width, height=height, num_images=num_images,
             postprocess=dict(denoise=denoise, denoise_strength=denoise_strength, color=color,
                              color_reference=color_reference, color_palette=color_palette,
                              color_strength=color_strength, upscale=upscale, upscaler=upscaler))
+        result = self._run(request, run_control, progress)
+        return self._present(request, result, history)
+
+    def _run(self, request: GenerationRequest, run_control: RunControl, progress):
         run = run_control.start()
 
         def on_step(step: int, total: int):
@@ -90,13 +96,14 @@ class StudioHandlers:
             return None
 
         try:
-            result = self.studio.generate(request, on_step=on_step)
+            return self.studio.generate(request, on_step=on_step)
         except GenerationCancelled as cancelled:
             # The browser has already dropped this run; an API caller gets the sentence.
             raise gr.Error(str(cancelled)) from None
         except (ValueError, GenerationFailed) as error:
             raise gr.Error(str(error)) from None
 
+    def _present(self, request: GenerationRequest, result, history: list):
         pairs = self._save(result)
         gallery = [(pair.path, f"seed {pair.seed}") for pair in pairs]
         history = (gallery + list(history or []))[:HISTORY_LIMIT]

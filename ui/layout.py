@@ -80,7 +80,8 @@ def build_demo(studio) -> gr.Blocks:
                                        info="image k uses seed + k", elem_id="num-images")
                 with gr.Accordion("Seed, steps and guidance", open=True):
                     with gr.Row():
-                        seed = gr.Slider(0, MAX_SEED, 0, step=1, label="Seed", scale=3, elem_id="seed")
+                        seed = gr.Slider(0, MAX_SEED, 0, step=1, label="Seed", scale=3, elem_id="seed",
+                                         info="after each run: the seed it used")
                         random_seed = gr.Checkbox(False, label="Random seed", scale=1, elem_id="random-seed")
                     steps = gr.Slider(limits.min_steps, limits.max_steps, limits.default_steps, step=1,
                                       label="Steps", elem_id="steps")
