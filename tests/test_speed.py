@@ -61,3 +61,8 @@ def test_bench_writes_every_key(tiny_folder, tmp_path, capsys):
     assert results["stock_s"] > 0 and results["batch4_images_per_s"] > 0
     table = capsys.readouterr().out
     assert "stock diffusers __call__" in table and "4 requests as one batch" in table
+
+
+def test_bench_unknown_arch_is_one_line(capsys):
+    assert main(["bench", "--arch", "sdxl", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == "error: unknown architecture 'sdxl'; known: sana-sprint-1.6b, z-image-turbo\n"
