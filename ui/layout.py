@@ -106,7 +106,7 @@ def build_demo(studio) -> gr.Blocks:
                     reuse = gr.File(label="Drop a PNG made by this studio", file_types=[".png"],
                                     elem_id="reuse-file", height=100)
             with gr.Column(scale=3, min_width=320):
-                gallery = gr.Gallery(label="Results", format="png", columns=4, height=420, object_fit="contain",
+                gallery = gr.Gallery(label="Results", format="png", columns=2, height=720, object_fit="contain",
                                      buttons=["download", "fullscreen"], interactive=False, elem_id="results")
                 comparison = gr.ImageSlider(label="Before / after", format="png", type="filepath",
                                             visible=False, interactive=False, elem_id="comparison")
