@@ -227,24 +227,27 @@ def history_captions(page) -> list[str]:
     return page.eval_on_selector_all("#history img", "images => images.map(i => i.alt || i.title)")
 
 
-def test_two_sessions_never_see_each_others_history(app_url, open_session, screenshots):
+def test_two_sessions_never_see_each_others_history(app_url, open_session, screenshots, tmp_path):
     alice, bob = open_session(app_url), open_session(app_url)
 
     alice.fill("#prompt textarea", PROMPT)
-    alice.fill("#seed input[type=number]", "11")
+    alice.fill("#seed input[type=number]", "4294967294")
     generate(alice, press_enter=True)
     bob.fill("#prompt textarea", "black background with a big yellow square in the middle")
     bob.fill("#seed input[type=number]", "21")
     generate(bob)
-    alice.fill("#seed input[type=number]", "12")
+    alice.fill("#seed input[type=number]", "4294967295")  # the largest seed, exact through the browser
     generate(alice)
 
     expect(alice.locator("#history img")).to_have_count(2)
     expect(bob.locator("#history img")).to_have_count(1)
-    assert history_captions(alice) == ["seed 12", "seed 11"]  # newest first
+    assert history_captions(alice) == ["seed 4294967295", "seed 4294967294"]  # newest first
     assert history_captions(bob) == ["seed 21"]
     alice_files = set(alice.eval_on_selector_all("#history img", "images => images.map(i => i.src)"))
     bob_files = set(bob.eval_on_selector_all("#history img", "images => images.map(i => i.src)"))
     assert not alice_files & bob_files
+    newest = tmp_path / "newest.png"
+    newest.write_bytes(fetch_image(alice, result_urls(alice)[0])[1])
+    assert read_settings(newest)["seed"] == 4294967295
     alice.screenshot(path=screenshots / "06-session-a.png", full_page=True)
     bob.screenshot(path=screenshots / "07-session-b.png", full_page=True)
