@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status
 from PIL import Image
@@ -99,13 +99,16 @@ def test_generate_returns_pngs_holding_the_seed_used(client):
     print("random seed used:", seed)
 
 
-def test_postprocessing_through_the_api(client):
-    images, (before, after), _, _ = client.predict(prompt=PROMPT, seed=3, color="auto", upscale="2",
-                                                   api_name="/generate")
+def test_postprocessing_through_the_api(client, tmp_path):
+    reference = tmp_path / "brand.png"
+    Image.new("RGB", (32, 32), (30, 60, 200)).save(reference)
+    images, (before, after), _, _ = client.predict(prompt=PROMPT, seed=3, color="reference",
+                                                   color_reference=handle_file(reference), color_strength=0.8,
+                                                   upscale="2", api_name="/generate")
     assert Image.open(before).size == (64, 64)
     assert Image.open(after).size == Image.open(images[0]["image"]).size == (128, 128)
     post = read_settings(images[0]["image"])["postprocess"]
-    assert (post["color"], post["upscale"]) == ("auto", 2)
+    assert (post["color"], post["color_strength"], post["upscale"]) == ("reference", 0.8, 2)
 
 
 def call_raw(url: str, data: list) -> tuple[str, str]:

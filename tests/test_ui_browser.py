@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect, sync_playwright
 
 from pipeline.metadata import read_settings
 
-pytest.importorskip("playwright", reason="install tests/requirements.txt")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
