@@ -4,7 +4,8 @@
     demo.queue(**queue_options(max_size=16)).launch(**LAUNCH_OPTIONS)
 
 Generation has one API endpoint, `generate`, behind both Enter in the prompt and the Generate
-button; every other event is private to the page.
+button; `cancel` stops the caller's own running generation; every other event is private to the
+page.
 """
 from __future__ import annotations
 
