@@ -69,7 +69,7 @@ def _first_image_seconds(model: str, device: str, request) -> float:
                    "--prompt", request.prompt, "--steps", str(request.steps), "--width", str(request.width),
                    "--height", str(request.height), "--out", out]
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
         return time.perf_counter() - started
 
 
