@@ -16,7 +16,8 @@ Inference conventions this training matches (stock `SanaPipeline`, `FlowMatchEul
   do_classifier_free_guidance=False, max_sequence_length=MAX_SEQUENCE_LENGTH,
   complex_human_instruction=None)`: lower-cased, <bos> first, padded right to
   MAX_SEQUENCE_LENGTH, with the attention mask passed to the transformer as
-  `encoder_attention_mask`. The call passes the same two arguments (`CALL_KWARGS`).
+  `encoder_attention_mask`. Inference passes the same two arguments (`ENCODE_KWARGS`, inside
+  `CALL_KWARGS`, which also turns the pipeline's resolution binning off).
 - Caption dropout: 10 % of prompts are replaced by "", which encodes to <bos> alone, exactly as
   the pipeline encodes the empty negative prompt for classifier-free guidance.
 - Latents: `vae.encode(x).latent * vae.config.scaling_factor`, x in [-1, 1]; the pipeline decodes
@@ -30,7 +31,8 @@ Inference conventions this training matches (stock `SanaPipeline`, `FlowMatchEul
 - The transformer sees 64x64 pictures only (16x16 latents, `sample_size=16`).
 
 Every batch is a pure function of (seed, stage, step), so a resumed run repeats the batches an
-uninterrupted run would have seen.
+uninterrupted run would have seen. On a CPU shared with other busy processes, `--threads 1` is
+much faster than 2: OpenMP threads waiting on each other lose their time slices.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ class TrainConfig:
     vae_steps: int = 600
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    steps: int = 1100  # denoiser + text encoder
+    steps: int = 4000  # denoiser + text encoder
     batch: int = 32
     lr: float = 5e-4
     warmup: int = 100
