@@ -15,6 +15,9 @@ from typing import Any
 
 from pipeline.postprocess import PostprocessSettings
 
+# Returned by an `on_step(step, total)` callback to stop the run after the current step.
+CANCEL = "cancel"
+
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
 MAX_IMAGES = 8
@@ -66,6 +69,9 @@ class GenerationRequest:
         _check_text("negative_prompt", self.negative_prompt, allow_empty=True)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("num_images", self.num_images, 1, MAX_IMAGES)
+        if self.seed + self.num_images - 1 > MAX_SEED:
+            raise ValueError(f"seed {self.seed} with {self.num_images} images would use seeds up to "
+                             f"{self.seed + self.num_images - 1}; the last seed must be at most {MAX_SEED}")
         if self.steps is not None:
             _check_int("steps", self.steps, 1, 1000)
         for name in ("width", "height"):

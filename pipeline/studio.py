@@ -32,12 +32,10 @@ from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
 from pipeline.postprocess import PostprocessChain
 from pipeline import speed
-from pipeline.request import GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
+from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
 
-# Returned by an `on_step` callback to stop the run after the current step.
-CANCEL = "cancel"
 StepCallback = Callable[[int, int], object]
 
 # An image whose brightest channel stays below this (0..1 scale) is reported as black.

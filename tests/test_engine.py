@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from pipeline.metadata import read_settings, request_from_settings, save_png
-from pipeline.request import GenerationCancelled, GenerationFailed, GenerationRequest
-from pipeline.studio import CANCEL, Studio
+from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest
+from pipeline.studio import Studio
 
 
 def pixels(result, index: int = 0) -> np.ndarray:
@@ -106,6 +106,8 @@ def test_black_output_is_an_error(broken_decoder):
     ({"num_images": 9}, "num_images must be from 1 to 8, got 9"),
     ({"num_images": 0}, "num_images must be from 1 to 8, got 0"),
     ({"steps": True}, "steps must be a whole number from 1 to 1000"),
+    ({"seed": 2**32 - 1, "num_images": 2}, "seed 4294967295 with 2 images would use seeds up to 4294967296; "
+                                            "the last seed must be at most 4294967295"),
 ])
 def test_request_rules(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -113,8 +115,8 @@ def test_request_rules(changes, message):
 
 
 def test_request_allows_the_edges():
-    request = GenerationRequest(prompt="a\tcat\non a mat", seed=2**32 - 1, num_images=8)
-    assert request.seed == 4294967295
+    assert GenerationRequest(prompt="a\tcat\non a mat", seed=2**32 - 1).seed == 4294967295
+    assert GenerationRequest(prompt="a cat", seed=2**32 - 8, num_images=8).num_images == 8
 
 
 @pytest.mark.parametrize("changes, message", [

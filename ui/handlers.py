@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from pipeline.metadata import read_settings, request_from_settings, save_png
-from pipeline.request import MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
+from pipeline.request import CANCEL, MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 from ui.settings import OFF, build_postprocess, build_request, controls_from_settings, describe_source
 
@@ -92,7 +92,7 @@ class StudioHandlers:
         def on_step(step: int, total: int):
             progress((step, total), desc=f"step {step} of {total}", unit="steps")
             if run_control.is_cancelled(run):
-                return _cancel_token()
+                return CANCEL
             return None
 
         try:
@@ -201,10 +201,3 @@ class StudioHandlers:
                                             "press Generate")
         return updates
 
-
-def _cancel_token():
-    # pipeline.studio imports torch, which ui/ must not import itself; by the time a step runs the
-    # studio (and so torch) is loaded, so this import costs nothing.
-    from pipeline.studio import CANCEL
-
-    return CANCEL
