@@ -8,6 +8,7 @@ captures those differences and nothing else; the `Studio` does the rest the same
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -200,9 +201,15 @@ _ENCODE_SETTINGS = ("max_sequence_length", "complex_human_instruction", "system_
 
 def stock_encode_options(pipe) -> dict[str, Any]:
     """The encoding settings the stock `__call__` uses when given a prompt, so cached embeddings match it."""
-    call = inspect.signature(type(pipe).__call__).parameters
-    encode = inspect.signature(type(pipe).encode_prompt).parameters
-    return {name: call[name].default for name in _ENCODE_SETTINGS if name in call and name in encode}
+    return dict(_call_encode_defaults(type(pipe)))
+
+
+@functools.cache
+def _call_encode_defaults(pipeline_type: type) -> tuple[tuple[str, Any], ...]:
+    # Read once per pipeline class: signatures do not change, and encoding is on the request path.
+    call = inspect.signature(pipeline_type.__call__).parameters
+    encode = inspect.signature(pipeline_type.encode_prompt).parameters
+    return tuple((name, call[name].default) for name in _ENCODE_SETTINGS if name in call and name in encode)
 
 
 @torch.no_grad()

@@ -161,6 +161,10 @@ def resolve(reference: str) -> ModelSource:
     if pipeline_class not in FAMILIES:
         raise ModelNotAvailable(f"Model {reference!r} is a {pipeline_class or 'unknown'} pipeline; "
                                 f"supported: {', '.join(sorted(FAMILIES))}.")
+    if preset is not None and pipeline_class != preset.pipeline_class:
+        # The preset's limits (size multiple, step and guidance ranges) hold for its own class only.
+        raise ModelNotAvailable(f"Model {reference!r}: {path} holds a {pipeline_class}, not the preset's "
+                                f"{preset.pipeline_class}.")
     return ModelSource(reference, path, revision, family_for(pipeline_class), config, preset)
 
 
