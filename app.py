@@ -1,4 +1,4 @@
-"""The studio in a browser: `python app.py [--model REF] [--host H] [--port P] [--queue-size N]`.
+"""The studio in a browser: `python app.py [--model REF] [--host H] [--port P] [--queue-size N] [--batch-size N]`.
 
 Loads the model once (the embedded default unless `--model` or env `MODEL` names a preset, a
 local diffusers folder or a hub id), logs what was loaded and how long it took, then serves the
@@ -26,6 +26,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=int, default=int(os.environ.get("QUEUE_SIZE", 16)),
                         help="requests that may wait for the device; more are told the queue is full "
                              "(default: env QUEUE_SIZE, else 16)")
+    parser.add_argument("--batch-size", type=int, default=int(os.environ.get("BATCH_SIZE", 4)),
+                        help="most compatible waiting requests served together as one forward batch; "
+                             "1 serves them one by one (default: env BATCH_SIZE, else 4)")
     return parser.parse_args(argv)
 
 
@@ -40,7 +43,7 @@ def main(argv: list[str]) -> int:
     quiet_libraries()
     started = time.perf_counter()
     try:
-        studio = Studio.load(args.model, device=args.device)
+        studio = Studio.load(args.model, device=args.device, max_batch=args.batch_size)
         queue = ui.queue_options(args.queue_size)
     except (ModelNotAvailable, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -14,6 +14,9 @@ Stages of `generate`, each timed in the result:
 3. denoise   - the stock pipeline's denoising loop from per-image seeded noise
 4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black
 5. postprocess - the optional chain: denoise -> colour -> upsample
+
+`generate` may be called from many threads: requests that wait for the device together are served
+as one forward batch (`pipeline.batching`); `generate_batch` takes a list directly.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.batching import BatchingQueue
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
 from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
@@ -55,7 +59,7 @@ class Studio:
     """Owns the tokenizer + LLM text encoder, denoiser, scheduler, decoder and post-processing chain."""
 
     def __init__(self, source: ModelSource, pipe, device: str, *, speed_options: speed.SpeedOptions | None = None,
-                 cache_size: int = 64):
+                 cache_size: int = 64, max_batch: int = 4):
         self.source = source
         self.pipe = pipe
         self.limits = model_limits(source, pipe)
@@ -66,12 +70,15 @@ class Studio:
         self._cache: OrderedDict[tuple, Embeddings] = OrderedDict()
         self._cache_size = cache_size
         # diffusers pipelines keep per-call state (scheduler timesteps, guidance scale) on the
-        # object, so one call at a time; the UI queue serialises calls anyway.
+        # object, so one call at a time.
         self._lock = threading.Lock()
+        # `generate` from many threads: what queues up while the device is busy runs as one batch.
+        self._queue = BatchingQueue(lambda requests, on_step: self.generate_batch(requests, on_step),
+                                    max_batch=max_batch)
 
     @classmethod
     def load(cls, reference: str, device: str | None = None, *, speed_options: speed.SpeedOptions | None = None,
-             cache_size: int = 64) -> Studio:
+             cache_size: int = 64, max_batch: int = 4) -> Studio:
         """Resolve and load a model (bf16 on CUDA, fp32 on CPU unless `speed_options` say otherwise)."""
         device = device or default_device()
         options = speed_options or speed.SpeedOptions()
@@ -81,7 +88,17 @@ class Studio:
         pipe = speed.apply(load_pipeline(source, dtype), device, options)
         log.info("loaded %s (%s, %s) on %s as %s in %.1f s", reference, source.family.pipeline_class,
                  source.revision, device, str(dtype).removeprefix("torch."), time.perf_counter() - started)
-        return cls(source, pipe, device, speed_options=options, cache_size=cache_size)
+        return cls(source, pipe, device, speed_options=options, cache_size=cache_size, max_batch=max_batch)
+
+    @property
+    def max_batch(self) -> int:
+        """The most requests `generate` serves together."""
+        return self._queue.max_batch
+
+    @property
+    def waiting(self) -> int:
+        """Requests given to `generate` that wait for the device."""
+        return self._queue.waiting
 
     @property
     def family(self):
@@ -107,8 +124,13 @@ class Studio:
         self._cache.clear()
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> GenerationResult:
-        """Run every stage; raises ValueError (bad request), GenerationCancelled or GenerationFailed."""
-        return self.generate_batch([request], on_step)[0]
+        """Run every stage; raises ValueError (bad request), GenerationCancelled or GenerationFailed.
+
+        Safe to call from many threads at once (the web app does): a request that finds the device
+        busy waits, and compatible requests that waited together are then served as one batch
+        (`pipeline.batching`), each with its own progress, cancellation and errors.
+        """
+        return self._queue.submit(self.resolve(request), on_step)
 
     def generate_batch(self, requests: list[GenerationRequest],
                        on_step: StepCallback | None = None) -> list[GenerationResult]:

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -16,7 +17,7 @@ from gradio_client.utils import QueueError, Status
 from PIL import Image
 
 import ui
-from pipeline.metadata import read_settings
+from pipeline.metadata import read_settings, request_from_settings
 from pipeline.request import MAX_SEED, GenerationCancelled, GenerationRequest
 from pipeline.studio import Studio
 
@@ -157,6 +158,7 @@ class SpyStudio:
         self.studio, self.hold = studio, hold
         self.steps, self.outcomes = [], []
         self.limits, self.source, self.device, self.family = studio.limits, studio.source, studio.device, studio.family
+        self.max_batch = studio.max_batch
 
     def generate(self, request, on_step=None):
         if self.hold is not None and not self.hold.wait(WAIT_S):
@@ -198,27 +200,58 @@ def test_cancel_stops_the_running_generation_between_steps(embedded, serve):
 def test_a_full_queue_is_refused_with_a_clear_message(embedded, serve):
     hold = threading.Event()
     _, url = serve(SpyStudio(embedded, hold), queue_size=1)
-    running = Client(url, verbose=False).submit(prompt=PROMPT, steps=1, api_name="/generate")
-    wait_until(lambda: running.status().code == Status.PROCESSING, "the first run to start")
+    # As many runs as the studio takes at once, then one waiting, then no room.
+    running = [Client(url, verbose=False).submit(prompt=PROMPT, steps=1, api_name="/generate")
+               for _ in range(embedded.max_batch)]
+    wait_until(lambda: all(job.status().code == Status.PROCESSING for job in running), "the first runs to start")
     waiting = Client(url, verbose=False).submit(prompt=PROMPT, steps=1, api_name="/generate")
-    wait_until(lambda: waiting.status().code == Status.IN_QUEUE, "the second run to queue")
+    wait_until(lambda: waiting.status().code == Status.IN_QUEUE, "the next run to queue")
     try:
         with pytest.raises(QueueError, match="Queue is full") as error:
             Client(url, verbose=False).predict(prompt=PROMPT, steps=1, api_name="/generate")
-        print("third visitor:", error.value)
+        print("visitor after the queue filled:", error.value)
     finally:
         hold.set()
-    assert running.result(timeout=WAIT_S)[2] == 0 and waiting.result(timeout=WAIT_S)[2] == 0
+    assert [job.result(timeout=WAIT_S)[2] for job in running + [waiting]] == [0] * (embedded.max_batch + 1)
 
 
-def test_serving_settings(app):
+def test_visitors_waiting_together_share_one_forward_batch(app, embedded, monkeypatch):
+    """Requests that queue while the device is busy reach `generate_batch` together; each image is the
+    one its request gets alone (within one level) and its PNG's settings reproduce it."""
+    run, batches, first = embedded.generate_batch, [], threading.Event()
+
+    def generate_batch(requests, on_step=None):
+        batches.append([request.prompt for request in requests])
+        if len(batches) == 1:
+            first.set()
+            wait_until(lambda: embedded.waiting == 2, "two more visitors to queue")
+        return run(requests, on_step)
+
+    monkeypatch.setattr(embedded, "generate_batch", generate_batch)
+    prompts = [PROMPT, "a small green square at the top, white background", "a big yellow triangle, right, black background"]
+    jobs = [Client(app[1], verbose=False).submit(prompt=prompts[0], seed=7, api_name="/generate")]
+    assert first.wait(WAIT_S), "the first visitor's run never started"
+    for index, prompt in enumerate(prompts[1:], start=1):
+        jobs.append(Client(app[1], verbose=False).submit(prompt=prompt, seed=7 + index, api_name="/generate"))
+        wait_until(lambda: embedded.waiting == index, f"visitor {index + 1} to queue")
+    images = [job.result(timeout=WAIT_S)[0][0]["image"] for job in jobs]
+    print("batches:", batches)
+    assert batches == [prompts[:1], prompts[1:]]
+    for path, prompt in zip(images, prompts):
+        request, index = request_from_settings(read_settings(path))
+        assert (request.prompt, index) == (prompt, 0)
+        alone = np.asarray(run([request])[0].images[0], dtype=int)
+        assert np.abs(np.asarray(Image.open(path), dtype=int) - alone).max() <= 1
+
+
+def test_serving_settings(app, embedded):
     demo, _ = app
     assert demo.max_file_size == 100 * 1024 * 1024
     assert demo.allowed_paths == []
     assert demo.delete_cache == (3600, 86400)
     assert demo._queue.max_size == ui.DEFAULT_QUEUE_SIZE
     generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
-    assert generate.concurrency_limit == 1
+    assert generate.concurrency_limit == embedded.max_batch == 4
     assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["generate", "cancel"]
     with pytest.raises(ValueError, match="queue size must be at least 1"):
         ui.queue_options(0)

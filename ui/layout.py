@@ -23,7 +23,8 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "studio.css"
 EXAMPLES_PATH = ASSETS / "examples.json"
 
-# Every generation shares the device: one at a time, whichever event asks.
+# Every generation shares the device. Up to `studio.max_batch` requests are handed to the studio
+# at once; it runs one forward batch at a time, serving compatible waiting requests together.
 DEVICE_QUEUE = "device"
 # (every, age) in seconds: each hour, delete generated and uploaded files older than a day.
 DELETE_CACHE = (3600, 86400)
@@ -132,7 +133,8 @@ def build_demo(studio) -> gr.Blocks:
                 "color_strength", "upscale", "upscaler")},
                 "run_control": run_control, "history": history},
             outputs=[gallery, comparison, seed, status, history, last_run],
-            api_name="generate", concurrency_limit=1, concurrency_id=DEVICE_QUEUE, show_progress_on=gallery)
+            api_name="generate", concurrency_limit=studio.max_batch, concurrency_id=DEVICE_QUEUE,
+            show_progress_on=gallery)
         generate_event.then(handlers.show_run, inputs=[history, last_run], outputs=[history_gallery, comparison],
                             api_visibility="private", queue=False, show_progress="hidden")
         cancel.click(handlers.cancel, inputs=run_control, outputs=status, cancels=[generate_event],

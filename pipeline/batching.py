@@ -1,0 +1,120 @@
+"""Requests from many threads, served in batches: what queues up while the device is busy runs together.
+
+The web app hands each visitor's request to `Studio.generate` from its own worker thread. Here
+each request becomes a ticket in a shared waiting line. Whichever caller finds the device free
+takes the oldest ticket and every waiting ticket compatible with it (same steps, guidance and
+size), up to `max_batch`, and serves them with one `generate_batch` call. A request that finds
+the device idle runs at once, alone, with no added wait; batches form only under load.
+
+Each caller keeps its own progress and cancellation: the batch's step callback reports the step
+to every ticket in it, a ticket whose callback answers `CANCEL` is dropped from the result (its
+caller gets `GenerationCancelled`) and the run stops early only when every ticket in it has been
+cancelled. A request with a bad value fails on its own, before it joins the line; a batch whose
+output fails the NaN/black check is served again one request at a time, so only the request
+that fails gets the error.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
+
+StepCallback = Callable[[int, int], object]
+BatchRunner = Callable[[list[GenerationRequest], StepCallback | None], list[GenerationResult]]
+
+
+@dataclass(eq=False)
+class _Ticket:
+    request: GenerationRequest  # resolved: defaults filled in, limits checked
+    on_step: StepCallback | None
+    result: GenerationResult | None = None
+    error: BaseException | None = None
+    cancelled_at: tuple[int, int] | None = None  # (step, total) when its caller cancelled
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def key(self) -> tuple:
+        request = self.request
+        return request.steps, request.guidance, request.width, request.height
+
+
+class BatchingQueue:
+    """Serves `submit` calls from any number of threads through `run_batch`, one batch at a time."""
+
+    def __init__(self, run_batch: BatchRunner, max_batch: int = 4):
+        if max_batch < 1:
+            raise ValueError(f"batch size must be at least 1, got {max_batch}")
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self._waiting: list[_Ticket] = []
+        self._waiting_lock = threading.Lock()
+        self._device = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for the device, not yet running."""
+        with self._waiting_lock:
+            return len(self._waiting)
+
+    def submit(self, request: GenerationRequest, on_step: StepCallback | None = None) -> GenerationResult:
+        """Serve one resolved request, possibly inside a batch with others; blocks until it is done."""
+        ticket = _Ticket(request, on_step)
+        with self._waiting_lock:
+            self._waiting.append(ticket)
+        while not ticket.done.is_set():
+            with self._device:
+                if ticket.done.is_set():  # served by another caller's batch while this one waited
+                    break
+                self._serve(self._take())
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result
+
+    def _take(self) -> list[_Ticket]:
+        """The oldest waiting ticket and the waiting tickets compatible with it, oldest first."""
+        with self._waiting_lock:
+            key = self._waiting[0].key
+            batch = [ticket for ticket in self._waiting if ticket.key == key][:self.max_batch]
+            self._waiting = [ticket for ticket in self._waiting if ticket not in batch]
+        return batch
+
+    def _serve(self, batch: list[_Ticket]) -> None:
+        try:
+            self._run(batch)
+        except GenerationFailed as error:
+            if len(batch) == 1:
+                batch[0].error = error
+            else:
+                for ticket in batch:  # find whose output failed; the others still get their images
+                    self._serve([ticket])
+        except BaseException as error:  # noqa: BLE001 - handed to every caller in the batch, who re-raise it
+            for ticket in batch:
+                ticket.error = error
+        finally:
+            for ticket in batch:
+                ticket.done.set()
+
+    def _run(self, batch: list[_Ticket]) -> None:
+        def on_step(step: int, total: int):
+            live = False
+            for ticket in batch:
+                if ticket.cancelled_at is None:
+                    if ticket.on_step is not None and ticket.on_step(step, total) == CANCEL:
+                        ticket.cancelled_at = (step, total)
+                    else:
+                        live = True
+            return None if live else CANCEL
+
+        try:
+            results = self.run_batch([ticket.request for ticket in batch], on_step)
+        except GenerationCancelled:
+            if any(ticket.cancelled_at is None for ticket in batch):
+                raise
+            results = [None] * len(batch)  # every caller cancelled; each gets its own step below
+        for ticket, result in zip(batch, results):
+            if ticket.cancelled_at is not None:
+                ticket.error = GenerationCancelled(*ticket.cancelled_at)
+            else:
+                ticket.result = result
