@@ -75,8 +75,8 @@ class StudioHandlers:
         image before and after post-processing (the same file twice when none ran), the seed of the
         first image, and a status line naming the model, device and the run's time per stage.
         """
-        # Building the request and presenting its result each handle one request, so Gradio's
-        # batch mode (a list per input) becomes a loop over them around one batched engine call.
+        # Up to `studio.max_batch` of these run at once, one per visitor; the studio serves the
+        # requests that wait for the device together as one forward batch.
         request = self._request(
             prompt=prompt, negative_prompt=negative_prompt, seed=seed, random_seed=random_seed, steps=steps,
             guidance=guidance, width=width, height=height, num_images=num_images,
