@@ -144,10 +144,14 @@ def model_limits(source: ModelSource, pipe) -> ModelLimits:
                    guidance, not distilled, family.uses_negative_prompt and not distilled)
 
 
-def resolve(reference: str) -> ModelSource:
-    """Find the model on disk (downloading a hub model if allowed) without loading any weights."""
-    preset = PRESETS.get(reference)
-    source = preset.source if preset else reference
+def resolve(reference: str, like: str | None = None) -> ModelSource:
+    """Find the model on disk (downloading a hub model if allowed) without loading any weights.
+
+    `like` names a preset whose settings (limits, encoding options) apply to `reference`, a folder
+    or hub id of the same pipeline class: for example a retrained copy of the embedded model.
+    """
+    preset = PRESETS[like] if like else PRESETS.get(reference)
+    source = preset.source if preset and reference == preset.name else reference
     if Path(source).expanduser().is_dir():
         path = Path(source).expanduser().resolve()
         revision = folder_fingerprint(path)

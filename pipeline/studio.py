@@ -78,13 +78,15 @@ class Studio:
 
     @classmethod
     def load(cls, reference: str, device: str | None = None, *, speed_options: speed.SpeedOptions | None = None,
-             cache_size: int = 64, max_batch: int = 4) -> Studio:
-        """Resolve and load a model (bf16 on CUDA, fp32 on CPU unless `speed_options` say otherwise)."""
+             cache_size: int = 64, max_batch: int = 4, like: str | None = None) -> Studio:
+        """Resolve and load a model (bf16 on CUDA, fp32 on CPU unless `speed_options` say otherwise).
+
+        `like`: a preset whose settings apply to `reference` (see `models.resolve`)."""
         device = device or default_device()
         options = speed_options or speed.SpeedOptions()
         dtype = options.torch_dtype(device)
         started = time.perf_counter()
-        source = resolve(reference)
+        source = resolve(reference, like)
         pipe = speed.apply(load_pipeline(source, dtype), device, options)
         log.info("loaded %s (%s, %s) on %s as %s in %.1f s", reference, source.family.pipeline_class,
                  source.revision, device, str(dtype).removeprefix("torch."), time.perf_counter() - started)

@@ -122,3 +122,17 @@ def test_shipped_model_follows_24_held_out_prompts(studio):
         assert acc[column] >= threshold - 10, (column, acc)
     unseen = [row for row in rows if row.unseen]
     assert unseen and accuracy(unseen)["all"] >= UNSEEN_ALL_THRESHOLD - 10, accuracy(unseen)
+
+
+def test_a_retrained_copy_runs_with_the_embedded_settings(tmp_path):
+    """`evaluate-embedded --model DIR` (a `train --out DIR` folder) uses the embedded preset's settings."""
+    import shutil
+
+    from pipeline.models import resolve
+
+    copy = tmp_path / "retrained"
+    shutil.copytree(embedded.MODEL_DIR, copy)
+    source = resolve(str(copy), like="embedded")
+    assert source.path == copy.resolve() and source.encode_options == resolve("embedded").encode_options
+    assert source.encode_options["max_sequence_length"] == 32
+    assert resolve(str(copy)).encode_options == {}  # a plain folder gets the family's defaults

@@ -103,7 +103,9 @@ def save_grid(rows: list[Scored], path: str, columns: int = 4, scale: int = 4) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline evaluate-embedded", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="embedded", help="preset name or model folder (default: embedded)")
+    parser.add_argument("--model", default="embedded",
+                        help="the embedded preset, or a folder written by `python -m pipeline.embedded.train --out DIR`, "
+                             "run with the embedded preset's settings (default: embedded)")
     parser.add_argument("--limit", type=int, help="score only the first N prompts (a fast subset)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.studio import Studio
 
     items = data.evaluation_set()[: args.limit]
-    studio = Studio.load(args.model, device=args.device)
+    studio = Studio.load(args.model, device=args.device, like="embedded")
     print(f"model {args.model}: {len(items)} held-out prompts, {args.steps} steps, guidance {args.guidance:g}, "
           f"{NATIVE_SIZE}x{NATIVE_SIZE}, {args.device}", flush=True)
     generate_and_score(studio, items[:1], args.steps, args.guidance)  # warm-up, not timed
