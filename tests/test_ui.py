@@ -140,3 +140,12 @@ def test_ui_imports_no_torch_and_app_reports_a_missing_model_in_one_line():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: Model 'no-such-model' is not a preset")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("flag, message", [("--batch-size", "error: batch size must be at least 1, got 0"),
+                                           ("--queue-size", "error: queue size must be at least 1, got 0")])
+def test_app_refuses_a_zero_batch_or_queue_in_one_line(flag, message):
+    done = subprocess.run([sys.executable, "app.py", flag, "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == message
+    assert "Traceback" not in done.stderr

@@ -351,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     if 3 in stages:
         refine_decoder(pipe, cfg, state_dir)
         print(f"stage 3 done after {time.time() - started:.0f} s", flush=True)
+    if 2 not in stages:
+        # This process holds no trained denoiser; the run with stage 2 (or a rerun) exports it all.
+        print("stage 2 not run here: run again with --stages 1,2,3 to export the finished model", flush=True)
+        return 0
     export(pipe, args.out)
     print(f"done after {time.time() - started:.0f} s (this run; resumed runs count from their restart)", flush=True)
     return 0
