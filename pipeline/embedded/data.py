@@ -91,9 +91,9 @@ class Anchor:
 
     Shape colours and background colours come from the same eight, so averaged over colours a
     shape's position and outline leave no trace in the expected picture: to first order the
-    denoiser gains nothing from position and shape words, and a model trained on the symmetric
-    mix learns them very late or never. With one background colour more frequent, the expected
-    picture given a position word alone shows a blob there, and those words are learnt early.
+    denoiser gains nothing from position and shape words. With one background colour more
+    frequent, the expected picture given a position word alone shows a blob there. (A training
+    option under trial: it has not yet produced a model that follows position words.)
     """
 
     background: str
