@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from gradio_client.utils import QueueError, Status
 from PIL import Image
 
 import ui
+from waiting import wait_until
 from pipeline.metadata import read_settings, request_from_settings
 from pipeline.request import MAX_SEED, GenerationCancelled, GenerationRequest
 from pipeline.studio import Studio
@@ -24,14 +24,6 @@ from pipeline.studio import Studio
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a large red circle on the left, blue background"
 WAIT_S = 120  # upper bound of every wait below; none is a timing assertion
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

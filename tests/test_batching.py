@@ -3,24 +3,16 @@ and each caller keeps its own image, progress, cancellation and errors."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
 
+from waiting import wait_until
 from pipeline.batching import BatchingQueue
 from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest
 from pipeline.studio import Studio
 
-WAIT_S = 60  # upper bound of every wait below; none is a timing assertion
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.01)
+WAIT_S = 60  # upper bound of the joins below; none is a timing assertion
 
 
 class Recorder:
