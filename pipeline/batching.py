@@ -25,6 +25,11 @@ StepCallback = Callable[[int, int], object]
 BatchRunner = Callable[[list[GenerationRequest], StepCallback | None], list[GenerationResult]]
 
 
+def batch_key(request: GenerationRequest) -> tuple:
+    """Requests with equal keys (steps, guidance, size) can share one forward batch."""
+    return request.steps, request.guidance, request.width, request.height
+
+
 @dataclass(eq=False)
 class _Ticket:
     request: GenerationRequest  # resolved: defaults filled in, limits checked
@@ -36,8 +41,7 @@ class _Ticket:
 
     @property
     def key(self) -> tuple:
-        request = self.request
-        return request.steps, request.guidance, request.width, request.height
+        return batch_key(self.request)
 
 
 class BatchingQueue:

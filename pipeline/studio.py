@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.batching import BatchingQueue
+from pipeline.batching import BatchingQueue, batch_key
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
 from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
@@ -239,7 +239,7 @@ def _compatible_groups(requests: list[GenerationRequest]) -> list[list[int]]:
     """Indices of requests that can share one forward batch, in first-seen order."""
     groups: dict[tuple, list[int]] = {}
     for index, request in enumerate(requests):
-        groups.setdefault((request.steps, request.guidance, request.width, request.height), []).append(index)
+        groups.setdefault(batch_key(request), []).append(index)
     return list(groups.values())
 
 
