@@ -19,11 +19,11 @@ Three stages, each resumable from its checkpoint in the state folder (`--state`,
    `text_encoder_lr_scale`, `anchor_fraction`. The denoiser itself can learn positions: fed
    one learned embedding per attribute instead of the encoded prompt, the same transformer
    (batch 32, this learning rate) reaches a position-swap loss gap at sigma 1 of 0.02 after 375
-   steps and 0.20 after 1500; through the Gemma-2 encoder, trained or frozen at its
-   initialisation, the gap stays under 0.003, even when every picture is a black shape on white,
-   where position is the only thing to learn (learned attribute tokens: 0.11 after 250 steps).
-   The encoder path is the bottleneck; a larger embedding initialisation (std 0.088 instead of
-   0.02) alone does not open it.
+   steps and 0.20 after 1500. Through the Gemma-2 encoder with full prompts (unlike the
+   one-word task), trained or frozen at its initialisation, the gap stays under 0.003 even when
+   every picture is a black shape on white and position is all there is to learn (attribute
+   tokens: 0.11 after 250 steps). So the encoder path is the bottleneck; a larger embedding
+   initialisation (std 0.088 instead of 0.02) alone does not open it.
 3. Decoder refinement: the decoder alone trains longer with an edge-weighted loss, because
    shape is read from edges and corners, which stage 1 leaves blurred. The encoder stays frozen,
    so the latent space stage 2 learnt does not move; stage 3 depends on stage 1 only and may run
