@@ -69,6 +69,23 @@ def test_tokenizer_gives_one_token_per_word_and_bos_for_the_empty_prompt():
     assert empty.attention_mask == [1] + [0] * (embedded.MAX_SEQUENCE_LENGTH - 1)
 
 
+def test_untrained_text_encoder_keeps_each_word_apart_from_its_context():
+    """Residual branches start at zero: swapping one word changes that word's output only."""
+    import torch
+
+    from pipeline.embedded.model import ModelConfig, build_text_encoder, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    encoder = build_text_encoder(ModelConfig(), len(tokenizer))
+    ids = tokenizer(["a large red circle on the left, blue background",
+                     "a large red circle on the right, blue background"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        left, right = encoder(ids).last_hidden_state  # (L, D) each
+    changed = (left - right).norm(dim=-1) > 0
+    assert changed.tolist() == [token in ("▁left", "▁right") for token in tokenizer.convert_ids_to_tokens(ids[0])]
+    cosine = torch.nn.functional.cosine_similarity(left[changed], right[changed]).item()
+    assert abs(cosine) < 0.5  # two unrelated directions, as far apart as two different words
+
 def test_checker_reads_every_rendered_ground_truth_picture_correctly():
     rng = random.Random(3)
     for combo in data.all_combos():

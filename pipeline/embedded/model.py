@@ -73,7 +73,18 @@ def build_tokenizer(seed: int = 0) -> GemmaTokenizer:
 
 
 def build_text_encoder(config: ModelConfig, vocab_size: int) -> Gemma2Model:
-    return Gemma2Model(
+    """A small Gemma-2 whose residual branches start at zero, so each output starts as its token.
+
+    Gemma-2 normalises each attention and MLP output to unit size before adding it to the
+    residual stream (`post_attention_layernorm`, `post_feedforward_layernorm`). At the default
+    initialisation the token's own embedding is about a quarter of that size, so after two
+    layers every output is mostly context and prompts differing in one word look alike (the
+    training module's docstring has what that did to position words). These norms scale by
+    (1 + weight), so a weight of -1 zeroes the branch; training grows the branches from there,
+    while the words stay distinct. Only the initial weights change: the saved model is a
+    stock Gemma2Model.
+    """
+    encoder = Gemma2Model(
         Gemma2Config(
             vocab_size=vocab_size,
             hidden_size=config.width,
@@ -90,6 +101,11 @@ def build_text_encoder(config: ModelConfig, vocab_size: int) -> Gemma2Model:
             bos_token_id=2,
         )
     )
+    with torch.no_grad():
+        for layer in encoder.layers:
+            layer.post_attention_layernorm.weight.fill_(-1.0)
+            layer.post_feedforward_layernorm.weight.fill_(-1.0)
+    return encoder
 
 
 def build_transformer(config: ModelConfig) -> SanaTransformer2DModel:
