@@ -86,6 +86,7 @@ def test_untrained_text_encoder_keeps_each_word_apart_from_its_context():
     cosine = torch.nn.functional.cosine_similarity(left[changed], right[changed]).item()
     assert abs(cosine) < 0.5  # two unrelated directions, as far apart as two different words
 
+
 def test_checker_reads_every_rendered_ground_truth_picture_correctly():
     rng = random.Random(3)
     for combo in data.all_combos():
