@@ -126,10 +126,6 @@ def studio():
     return Studio.load("embedded", device="cpu")
 
 
-# The shipped weights follow background, colour, position and size but not yet shape (see
-# README, "The embedded model"); strict, so retrained weights that pass turn this red until the
-# marker goes.
-@pytest.mark.xfail(strict=True, reason="shipped weights draw circles and squares alike")
 def test_shipped_model_follows_24_held_out_prompts(studio):
     from pipeline.embedded.evaluate import THRESHOLDS, UNSEEN_ALL_THRESHOLD, accuracy, generate_and_score
 

@@ -22,7 +22,8 @@ Three stages, each resumable from its checkpoint in the state folder (`--state`,
      evaluate-embedded --model DIR --limit 48`); with the zero branches alone the denoiser
      began to react to position words between steps 550 and 1250. After 4000 steps both runs
      follow background, colour, position and size words on all 240 held-out prompts; shape is
-     57.1 % with the warm-up (the shipped model) and 49.2 % without.
+     57.1 % with the warm-up and 49.2 % without. The shipped model is the warm-up run resumed
+     with `--steps 6000`: shape 68.3 %.
    Shape words are learnt last, from about step 2000 on. Options under trial, off by default:
    `text_encoder_frozen_steps`, `text_encoder_lr_scale`, `anchor_fraction` (`data.Anchor`).
 3. Decoder refinement: the decoder alone trains longer with an edge-weighted loss, because
