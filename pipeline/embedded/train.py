@@ -199,12 +199,14 @@ def latent_pool(vae, rng: random.Random, size: int, combos: list, anchor: data.A
     return torch.cat(latents), scenes
 
 
-def stage2_pools(vae, cfg: TrainConfig) -> tuple[tuple, tuple]:
-    """The main pool of training pictures and the warm-up pool of black shapes on white."""
+def stage2_pools(vae, cfg: TrainConfig) -> tuple[tuple, tuple | None]:
+    """The main pool of training pictures and the warm-up pool of black shapes on white (or None)."""
     combos = data.training_combos()
     anchor = data.Anchor(cfg.anchor_background, cfg.anchor_fraction, frozenset(combos)) if cfg.anchor_fraction else None
     main = latent_pool(vae, batch_rng(cfg.seed, 4, 0), cfg.pool_size, combos, anchor)
     black_on_white = [combo for combo in combos if combo[1:3] == ("black", "white")]
+    if not cfg.position_warmup_steps:
+        return main, None
     warmup = latent_pool(vae, batch_rng(cfg.seed, 4, 1), 1024, black_on_white, desc="encode warm-up pool")
     return main, warmup
 
