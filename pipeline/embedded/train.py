@@ -204,9 +204,9 @@ def stage2_pools(vae, cfg: TrainConfig) -> tuple[tuple, tuple | None]:
     combos = data.training_combos()
     anchor = data.Anchor(cfg.anchor_background, cfg.anchor_fraction, frozenset(combos)) if cfg.anchor_fraction else None
     main = latent_pool(vae, batch_rng(cfg.seed, 4, 0), cfg.pool_size, combos, anchor)
-    black_on_white = [combo for combo in combos if combo[1:3] == ("black", "white")]
     if not cfg.position_warmup_steps:
         return main, None
+    black_on_white = [combo for combo in combos if combo[1:3] == ("black", "white")]
     warmup = latent_pool(vae, batch_rng(cfg.seed, 4, 1), 1024, black_on_white, desc="encode warm-up pool")
     return main, warmup
 
