@@ -150,3 +150,18 @@ def test_a_retrained_copy_runs_with_the_embedded_settings(tmp_path):
     assert source.path == copy.resolve() and source.encode_options == resolve("embedded").encode_options
     assert source.encode_options["max_sequence_length"] == 32
     assert resolve(str(copy)).encode_options == {}  # a plain folder gets the family's defaults
+
+
+def test_latent_edge_mask_marks_the_latent_pixels_on_the_outline():
+    """Stage 2's shape-edge loss weight falls on the outline's latent pixels, not inside or outside."""
+    import torch
+
+    from pipeline.embedded.train import latent_edge_mask, to_tensor
+
+    picture = np.full((1, 64, 64, 3), 240, dtype=np.uint8)
+    picture[0, 16:48, 16:48] = 20  # a black square, pixels 16..47; its edges mark pixels 14..17 and 46..49
+    mask = latent_edge_mask(to_tensor(picture), (16, 16))[0, 0]  # 4x4 pixels per latent pixel
+    expected = torch.zeros(16, 16)
+    expected[3:13, 3:13] = 1
+    expected[5:11, 5:11] = 0
+    assert torch.equal(mask, expected)

@@ -92,6 +92,8 @@ class TrainConfig:
     anchor_fraction: float = 0.0  # of stage 2's pictures get the anchor background (see data.Anchor)
     # Stage 2 starts with this many steps on black shapes on white (see the module docstring).
     position_warmup_steps: int = 300
+    # Stage-2 loss weight of latent pixels near an edge of the shape, on top of 1 (see the docstring).
+    shape_edge_weight: float = 0.0
     pool_size: int = 8192  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
     refine_steps: int = 1200  # stage 3
     refine_lr: float = 1e-3
@@ -189,14 +191,18 @@ def latent_scaling_factor(vae, cfg: TrainConfig, combos) -> float:
 
 @torch.no_grad()
 def latent_pool(vae, rng: random.Random, size: int, combos: list, anchor: data.Anchor | None = None,
-                desc: str = "encode pool") -> tuple[torch.Tensor, list[data.Scene]]:
-    """Pre-encode `size` pictures of `combos`: scaled latents (N, C, h, w) and their scenes."""
-    scenes, latents = [], []
+                desc: str = "encode pool") -> tuple[torch.Tensor, torch.Tensor, list[data.Scene]]:
+    """Pre-encode `size` pictures of `combos`: scaled latents (N, C, h, w), their edge masks
+    (N, 1, h, w), 1 where a latent pixel covers a pixel within one pixel of an edge, and their scenes."""
+    scenes, latents, edges = [], [], []
     for _ in tqdm(range(size // 256), desc=desc, mininterval=20):
         images, _, batch_scenes = data.training_batch(rng, NATIVE_SIZE, 256, combos, anchor)
-        latents.append(vae.encode(to_tensor(images)).latent * vae.config.scaling_factor)
+        x = to_tensor(images)
+        latent = vae.encode(x).latent * vae.config.scaling_factor
+        latents.append(latent)
+        edges.append(latent_edge_mask(x, latent.shape[-2:]))
         scenes += batch_scenes
-    return torch.cat(latents), scenes
+    return torch.cat(latents), torch.cat(edges), scenes
 
 
 def stage2_pools(vae, cfg: TrainConfig) -> tuple[tuple, tuple | None]:
@@ -242,7 +248,7 @@ def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: fl
             group["lr"] = 0.0 if frozen else cfg.lr * group["scale"] * lr_factor(step, cfg.steps, cfg.warmup)
         rng = batch_rng(cfg.seed, 2, step)
         generator = batch_generator(cfg.seed, 2, step)
-        pool, scenes = warmup_pool if step < cfg.position_warmup_steps else main_pool
+        pool, edges, scenes = warmup_pool if step < cfg.position_warmup_steps else main_pool
         index = rng.sample(range(len(scenes)), cfg.batch)
         prompts = [
             "" if rng.random() < cfg.caption_dropout else data.describe(scenes[i], rng.choice(data.TRAIN_FORMS), rng)
@@ -265,7 +271,8 @@ def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: fl
             timestep=sigma * timesteps_per_sigma,
             return_dict=False,
         )[0]
-        loss = ((prediction - (noise - x0)) ** 2).mean()
+        weight = 1 + cfg.shape_edge_weight * edges[index]  # (B, 1, h, w)
+        loss = (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
@@ -300,6 +307,11 @@ def edge_mask(x: torch.Tensor) -> torch.Tensor:
     change[..., 1:, :] += dy
     change[..., :-1, :] += dy
     return torch.nn.functional.max_pool2d((change > 0).float(), 3, stride=1, padding=1)
+
+
+def latent_edge_mask(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """1 where a latent pixel covers a pixel of `edge_mask`, else 0: (B, 3, H, W) -> (B, 1, *size)."""
+    return torch.nn.functional.adaptive_max_pool2d(edge_mask(x), size)
 
 
 def refine_decoder(pipe, cfg: TrainConfig, state_dir: Path) -> None:
@@ -357,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-encoder-lr-scale", type=float, default=defaults.text_encoder_lr_scale)
     parser.add_argument("--position-warmup-steps", type=int, default=defaults.position_warmup_steps,
                         help="first stage-2 steps on black shapes on white only")
+    parser.add_argument("--shape-edge-weight", type=float, default=defaults.shape_edge_weight,
+                        help="stage-2 loss weight of latent pixels at the shape's edges, on top of 1")
     parser.add_argument("--anchor-fraction", type=float, default=defaults.anchor_fraction,
                         help="share of stage-2 pictures drawn on a white background")
     parser.add_argument("--stages", default="1,2,3", help="which stages to run, e.g. 3 (stage 1 must be done)")
@@ -367,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         refine_steps=args.refine_steps, threads=args.threads,
         text_encoder_frozen_steps=args.text_encoder_frozen_steps, text_encoder_lr_scale=args.text_encoder_lr_scale,
         anchor_fraction=args.anchor_fraction, position_warmup_steps=args.position_warmup_steps,
+        shape_edge_weight=args.shape_edge_weight,
     )
     stages = {int(stage) for stage in args.stages.split(",")}
     state_dir = args.state or args.out.with_name(args.out.name + ".state")
