@@ -79,7 +79,7 @@ class TrainConfig:
     vae_steps: int = 600
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    steps: int = 4000  # denoiser + text encoder
+    steps: int = 6000  # denoiser + text encoder
     batch: int = 32
     lr: float = 5e-4
     warmup: int = 100
@@ -93,7 +93,7 @@ class TrainConfig:
     # Stage 2 starts with this many steps on black shapes on white (see the module docstring).
     position_warmup_steps: int = 300
     # Stage-2 loss weight of latent pixels near an edge of the shape, on top of 1 (see the docstring).
-    shape_edge_weight: float = 0.0
+    shape_edge_weight: float = 24.0
     pool_size: int = 8192  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
     refine_steps: int = 1200  # stage 3
     refine_lr: float = 1e-3
