@@ -27,8 +27,8 @@ Three stages, each resumable from its checkpoint in the state folder (`--state`,
      about a seventh of them) count 1 + `shape_edge_weight` times in the loss, which is then
      divided by the mean weight. A circle and a square of the same area differ only near their
      outline, a few dozen of 4096 pixels, so with a plain mean the word "circle" or "square"
-     barely changes the loss. Without the weight, a run resumed to 6000 steps drew both as the same
-     rounded square: with the same seed, the bounding-box fill of its pictures was 0.853 for
+     barely changes the loss. Without the weight, a run resumed to 6000 steps drew both as the
+     same rounded square: with the same seed, the bounding-box fill of its pictures was 0.853 for
      "circle" prompts and 0.856 for "square" ones, and shape was 68.3 % (triangles were right).
      With weight 24, the fills at step 3600 were 0.769 and 0.869, and after 6000 steps shape
      was 84.2 % at guidance 3 and 85.8 % at guidance 2 (80.0 % at 4); weight 8 gave fills of
