@@ -203,7 +203,7 @@ def latent_scaling_factor(vae, cfg: TrainConfig, combos) -> float:
 def latent_pool(vae, rng: random.Random, size: int, combos: list, anchor: data.Anchor | None = None,
                 desc: str = "encode pool") -> tuple[torch.Tensor, torch.Tensor, list[data.Scene]]:
     """Pre-encode `size` pictures of `combos`: scaled latents (N, C, h, w), their edge masks
-    (N, 1, h, w), 1 where a latent pixel covers a pixel within one pixel of an edge, and their scenes."""
+    (N, 1, h, w; `latent_edge_mask`) and their scenes."""
     scenes, latents, edges = [], [], []
     for _ in tqdm(range(size // 256), desc=desc, mininterval=20):
         images, _, batch_scenes = data.training_batch(rng, NATIVE_SIZE, 256, combos, anchor)
