@@ -1,9 +1,9 @@
-"""The studio in a browser: `python app.py [--model REF] [--host H] [--port P] [--queue-size N] [--batch-size N]`.
+"""The studio in a browser: `python app.py [--model REF] [--host H] [--port P] [speed options]`.
 
 Loads the model once (the embedded default unless `--model` or env `MODEL` names a preset, a
 local diffusers folder or a hub id), logs what was loaded and how long it took, then serves the
-page from `ui/`. Gradio's own variables (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, ...) apply when
---host / --port are not given.
+page from `ui/`. Every option also reads an environment variable (named in `--help`); Gradio's own
+variables (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, ...) apply when --host / --port are not given.
 """
 from __future__ import annotations
 
@@ -13,41 +13,48 @@ import os
 import sys
 import time
 
+from pipeline.commands.console import OneLineParser, allow_compile_fallback, configure, fail, quiet_libraries
+from pipeline.commands.options import add_model_arguments, speed_options
+
 log = logging.getLogger("studio")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=os.environ.get("MODEL", "embedded"),
-                        help="preset name, local diffusers folder or hub id (default: env MODEL, else embedded)")
+    parser = OneLineParser(prog="python app.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", help="address to listen on (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, else 7860)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--queue-size", type=int, default=int(os.environ.get("QUEUE_SIZE", 16)),
                         help="requests that may wait for the device; more are told the queue is full "
-                             "(default: env QUEUE_SIZE, else 16)")
+                             "(env QUEUE_SIZE; default 16)")
     parser.add_argument("--batch-size", type=int, default=int(os.environ.get("BATCH_SIZE", 4)),
                         help="most compatible waiting requests served together as one forward batch; "
-                             "1 serves them one by one (default: env BATCH_SIZE, else 4)")
+                             "1 serves them one by one (env BATCH_SIZE; default 4)")
+    add_model_arguments(parser)
+    parser.add_argument("--verbose", action="store_true", help="library logs, loading bars and full tracebacks")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed as one line
+        return int(exit_.code or 0)
+    configure(verbose=args.verbose, level=logging.INFO)
     import ui
-    from pipeline.models import ModelNotAvailable, quiet_libraries
+    from pipeline.models import ModelNotAvailable
     from pipeline.studio import Studio
 
-    quiet_libraries()
     started = time.perf_counter()
     try:
-        studio = Studio.load(args.model, device=args.device, max_batch=args.batch_size)
+        options = speed_options(args)
+        quiet_libraries(verbose=args.verbose)
+        if options.compile:
+            allow_compile_fallback()
+        studio = Studio.load(args.model, device=args.device, speed_options=options, max_batch=args.batch_size)
         queue = ui.queue_options(args.queue_size)
     except (ModelNotAvailable, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
     log.info("model %s (%s) ready on %s in %.1f s; serving", studio.source.reference,
              studio.family.pipeline_class, studio.device, time.perf_counter() - started)
     demo = ui.build_demo(studio)

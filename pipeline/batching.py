@@ -19,9 +19,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
+from pipeline.request import (CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult,
+                              StepCallback)
 
-StepCallback = Callable[[int, int], object]
 BatchRunner = Callable[[list[GenerationRequest], StepCallback | None], list[GenerationResult]]
 
 

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import torch
 
+from pipeline.request import Range
+
 # Encoded prompt, as keyword arguments for the pipeline's __call__.
 Embeddings = dict[str, Any]
 
@@ -79,7 +81,7 @@ def _sprint_call_kwargs(steps: int) -> dict[str, Any]:
     return {"use_resolution_binning": False, "intermediate_timesteps": 1.3 if steps == 2 else None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Family:
     """How one diffusers pipeline class is driven.
 
@@ -95,19 +97,28 @@ class Family:
     cfg_threshold: float | None
     uses_negative_prompt: bool
     size_multiple: Callable[[Any], int]
-    # Defaults for a folder of this family that is not one of the presets.
+    # Limits for a folder of this family that is not one of the presets.
     default_size: int
-    default_steps: int
-    default_guidance: float
+    steps: Range
+    guidance: Range
+    # The pipeline config flag that marks a guidance-distilled checkpoint, which ignores
+    # guidance and the negative prompt (FLUX.2 klein's `is_distilled`).
+    distilled_flag: str | None = None
     extra_call_kwargs: Callable[[int], dict[str, Any]] = lambda steps: {}
     # Embeddings whose length varies per prompt -> the mask that hides their padding in a batch.
     masks: dict[str, str] = field(default_factory=dict)
 
+    def is_distilled(self, config) -> bool:
+        """Whether a pipeline config (`model_index.json` or `pipe.config`) marks a guidance-distilled checkpoint."""
+        if self.distilled_flag is None:
+            return False
+        value = config.get(self.distilled_flag) if isinstance(config, dict) else getattr(config, self.distilled_flag, None)
+        return bool(value)
+
     def cfg_active(self, guidance: float, pipe=None) -> bool:
         if self.cfg_threshold is None:
             return False
-        # FLUX.2 klein checkpoints that are guidance-distilled ignore CFG entirely.
-        if pipe is not None and getattr(pipe.config, "is_distilled", False):
+        if pipe is not None and self.is_distilled(pipe.config):
             return False
         return guidance > self.cfg_threshold
 
@@ -117,20 +128,32 @@ class Family:
 
 FAMILIES: dict[str, Family] = {family.pipeline_class: family for family in (
     # Sana's negative_prompt defaults to "" and may not be passed together with its embeddings.
-    Family("Sana", "SanaPipeline", _encode_with_negative, "guidance_scale", 1.0, True, _sana_size_multiple,
-           default_size=1024, default_steps=20, default_guidance=4.5,
+    Family(name="Sana", pipeline_class="SanaPipeline", encode=_encode_with_negative, guidance_arg="guidance_scale",
+           cfg_threshold=1.0, uses_negative_prompt=True, size_multiple=_sana_size_multiple, default_size=1024,
+           steps=Range(1, 100, 20), guidance=Range(1.0, 20.0, 4.5),
            extra_call_kwargs=lambda steps: {"use_resolution_binning": False, "negative_prompt": None}),
-    Family("Sana-Sprint", "SanaSprintPipeline", _encode_sana_sprint, "guidance_scale", None, False, _sana_size_multiple,
-           default_size=1024, default_steps=2, default_guidance=4.5, extra_call_kwargs=_sprint_call_kwargs),
-    Family("Z-Image", "ZImagePipeline", _encode_z_image, "guidance_scale", 0.0, True, _patchified_size_multiple,
-           default_size=1024, default_steps=28, default_guidance=4.0),
-    Family("FLUX.2 klein", "Flux2KleinPipeline", _encode_flux2_klein, "guidance_scale", 1.0, True, _patchified_size_multiple,
-           default_size=1024, default_steps=50, default_guidance=4.0),
-    Family("Qwen-Image", "QwenImagePipeline", _encode_qwen_image, "true_cfg_scale", 1.0, True, _patchified_size_multiple,
-           default_size=1328, default_steps=50, default_guidance=4.0,
+    # Sprint is timestep-distilled (1-4 steps) with guidance embedded in the denoiser.
+    Family(name="Sana-Sprint", pipeline_class="SanaSprintPipeline", encode=_encode_sana_sprint,
+           guidance_arg="guidance_scale", cfg_threshold=None, uses_negative_prompt=False,
+           size_multiple=_sana_size_multiple, default_size=1024, steps=Range(1, 4, 2), guidance=Range(1.0, 20.0, 4.5),
+           extra_call_kwargs=_sprint_call_kwargs),
+    # diffusers runs Z-Image's CFG for any guidance above 0.
+    Family(name="Z-Image", pipeline_class="ZImagePipeline", encode=_encode_z_image, guidance_arg="guidance_scale",
+           cfg_threshold=0.0, uses_negative_prompt=True, size_multiple=_patchified_size_multiple, default_size=1024,
+           steps=Range(1, 100, 28), guidance=Range(0.0, 20.0, 4.0)),
+    Family(name="FLUX.2 klein", pipeline_class="Flux2KleinPipeline", encode=_encode_flux2_klein,
+           guidance_arg="guidance_scale", cfg_threshold=1.0, uses_negative_prompt=True,
+           size_multiple=_patchified_size_multiple, default_size=1024, steps=Range(1, 100, 50),
+           guidance=Range(1.0, 20.0, 4.0), distilled_flag="is_distilled"),
+    Family(name="Qwen-Image", pipeline_class="QwenImagePipeline", encode=_encode_qwen_image,
+           guidance_arg="true_cfg_scale", cfg_threshold=1.0, uses_negative_prompt=True,
+           size_multiple=_patchified_size_multiple, default_size=1328, steps=Range(1, 100, 50),
+           guidance=Range(1.0, 20.0, 4.0),
            masks={"prompt_embeds": "prompt_embeds_mask", "negative_prompt_embeds": "negative_prompt_embeds_mask"}),
-    Family("Lumina 2", "Lumina2Pipeline", _encode_with_negative, "guidance_scale", 1.0, True, _patchified_size_multiple,
-           default_size=1024, default_steps=30, default_guidance=4.0),
+    Family(name="Lumina 2", pipeline_class="Lumina2Pipeline", encode=_encode_with_negative,
+           guidance_arg="guidance_scale", cfg_threshold=1.0, uses_negative_prompt=True,
+           size_multiple=_patchified_size_multiple, default_size=1024, steps=Range(1, 100, 30),
+           guidance=Range(1.0, 20.0, 4.0)),
 )}
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.families import FAMILIES, Family, family_for
-from pipeline.request import ModelLimits
+from pipeline.request import ModelLimits, Range
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_PIXELS_LARGE = 2048 * 2048
@@ -35,34 +35,39 @@ class ModelPreset:
     encode_options: dict = field(default_factory=dict)
 
 
-def _limits(size: int | tuple[int, int], multiple: int, steps: tuple[int, int, int],
-            guidance: tuple[float, float, float], uses_guidance: bool, uses_negative: bool,
-            max_pixels: int = MAX_PIXELS_LARGE) -> ModelLimits:
-    width, height = (size, size) if isinstance(size, int) else size
-    return ModelLimits(
-        default_width=width, default_height=height, size_multiple=multiple, max_pixels=max_pixels,
-        min_steps=steps[0], max_steps=steps[1], default_steps=steps[2],
-        min_guidance=guidance[0], max_guidance=guidance[1], default_guidance=guidance[2],
-        uses_guidance=uses_guidance, uses_negative_prompt=uses_negative)
+def _limits(*, size: int, multiple: int, steps: Range, guidance: Range, uses_guidance: bool = True,
+            uses_negative_prompt: bool = True, max_pixels: int = MAX_PIXELS_LARGE) -> ModelLimits:
+    """Limits of a square-native model."""
+    return ModelLimits(default_width=size, default_height=size, size_multiple=multiple, max_pixels=max_pixels,
+                       steps=steps, guidance=guidance, uses_guidance=uses_guidance,
+                       uses_negative_prompt=uses_negative_prompt)
 
 
 def _hub_presets() -> list[ModelPreset]:
     return [
         ModelPreset("sana-1.6b", "Sana 1.6B", "Efficient-Large-Model/Sana_1600M_1024px_BF16_diffusers",
-                    "SanaPipeline", _limits(1024, 32, (1, 100, 20), (1.0, 20.0, 4.5), True, True)),
+                    "SanaPipeline", _limits(size=1024, multiple=32, steps=Range(1, 100, 20),
+                                            guidance=Range(1.0, 20.0, 4.5))),
         # Sprint is timestep-distilled (1-4 steps) with guidance embedded in the denoiser.
         ModelPreset("sana-sprint-1.6b", "Sana-Sprint 1.6B", "Efficient-Large-Model/Sana_Sprint_1.6B_1024px_diffusers",
-                    "SanaSprintPipeline", _limits(1024, 32, (1, 4, 2), (1.0, 10.0, 4.5), True, False)),
+                    "SanaSprintPipeline", _limits(size=1024, multiple=32, steps=Range(1, 4, 2),
+                                                  guidance=Range(1.0, 10.0, 4.5), uses_negative_prompt=False)),
         # Turbo is distilled to run without CFG: guidance 0 and no negative prompt.
         ModelPreset("z-image-turbo", "Z-Image-Turbo", "Tongyi-MAI/Z-Image-Turbo",
-                    "ZImagePipeline", _limits(1024, 16, (1, 50, 9), (0.0, 0.0, 0.0), False, False)),
+                    "ZImagePipeline", _limits(size=1024, multiple=16, steps=Range(1, 50, 9),
+                                              guidance=Range(0.0, 0.0, 0.0), uses_guidance=False,
+                                              uses_negative_prompt=False)),
         # The 4B klein checkpoint is guidance-distilled (is_distilled=True): guidance is ignored.
         ModelPreset("flux2-klein-4b", "FLUX.2 klein 4B", "black-forest-labs/FLUX.2-klein-4B",
-                    "Flux2KleinPipeline", _limits(1024, 16, (1, 50, 4), (1.0, 1.0, 1.0), False, False)),
+                    "Flux2KleinPipeline", _limits(size=1024, multiple=16, steps=Range(1, 50, 4),
+                                                  guidance=Range(1.0, 1.0, 1.0), uses_guidance=False,
+                                                  uses_negative_prompt=False)),
         ModelPreset("qwen-image", "Qwen-Image", "Qwen/Qwen-Image",
-                    "QwenImagePipeline", _limits(1328, 16, (1, 100, 50), (1.0, 20.0, 4.0), True, True)),
+                    "QwenImagePipeline", _limits(size=1328, multiple=16, steps=Range(1, 100, 50),
+                                                 guidance=Range(1.0, 20.0, 4.0))),
         ModelPreset("lumina-2", "Lumina-Image-2.0", "Alpha-VLLM/Lumina-Image-2.0",
-                    "Lumina2Pipeline", _limits(1024, 16, (1, 100, 30), (1.0, 20.0, 4.0), True, True)),
+                    "Lumina2Pipeline", _limits(size=1024, multiple=16, steps=Range(1, 100, 30),
+                                               guidance=Range(1.0, 20.0, 4.0))),
     ]
 
 
@@ -71,8 +76,8 @@ def _embedded_preset() -> ModelPreset:
 
     return ModelPreset(
         "embedded", "Embedded shapes model (offline, CPU)", str(embedded.MODEL_DIR), "SanaPipeline",
-        _limits(embedded.NATIVE_SIZE, 32, (*embedded.STEP_RANGE, embedded.DEFAULT_STEPS),
-                (*embedded.GUIDANCE_RANGE, embedded.DEFAULT_GUIDANCE), True, True, max_pixels=512 * 512),
+        _limits(size=embedded.NATIVE_SIZE, multiple=32, steps=Range(*embedded.STEP_RANGE, embedded.DEFAULT_STEPS),
+                guidance=Range(*embedded.GUIDANCE_RANGE, embedded.DEFAULT_GUIDANCE), max_pixels=512 * 512),
         encode_options=dict(embedded.ENCODE_KWARGS))
 
 
@@ -132,16 +137,15 @@ def _read_pipeline_config(path: Path, reference: str) -> dict:
 
 
 def model_limits(source: ModelSource, pipe) -> ModelLimits:
-    """The preset's limits, or for any other folder its family's defaults at the loaded model's size multiple."""
+    """The preset's limits, or for any other folder its family's, at the loaded model's size multiple."""
     if source.preset is not None:
         return source.preset.limits
     family = source.family
-    distilled = bool(source.config.get("is_distilled", False))
-    sprint = family.pipeline_class == "SanaSprintPipeline"
-    min_guidance = 0.0 if family.cfg_threshold == 0.0 else 1.0
-    guidance = (1.0, 1.0, 1.0) if distilled else (min_guidance, 20.0, family.default_guidance)
-    return _limits(family.default_size, family.size_multiple(pipe), (1, 4 if sprint else 100, family.default_steps),
-                   guidance, not distilled, family.uses_negative_prompt and not distilled)
+    if family.is_distilled(source.config):
+        return _limits(size=family.default_size, multiple=family.size_multiple(pipe), steps=family.steps,
+                       guidance=Range(1.0, 1.0, 1.0), uses_guidance=False, uses_negative_prompt=False)
+    return _limits(size=family.default_size, multiple=family.size_multiple(pipe), steps=family.steps,
+                   guidance=family.guidance, uses_negative_prompt=family.uses_negative_prompt)
 
 
 def resolve(reference: str, like: str | None = None) -> ModelSource:
@@ -170,20 +174,6 @@ def resolve(reference: str, like: str | None = None) -> ModelSource:
         raise ModelNotAvailable(f"Model {reference!r}: {path} holds a {pipeline_class}, not the preset's "
                                 f"{preset.pipeline_class}.")
     return ModelSource(reference, path, revision, family_for(pipeline_class), config, preset)
-
-
-def quiet_libraries() -> None:
-    """No loading bars or warnings from the libraries (for output that is not a terminal)."""
-    import warnings
-
-    # torchvision, when installed without its image codecs, warns on import; nothing here uses them.
-    warnings.filterwarnings("ignore", message="Failed to load image Python extension")
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    for logging_ in (diffusers_logging, transformers_logging):
-        logging_.disable_progress_bar()
-        logging_.set_verbosity_error()
 
 
 def load_pipeline(source: ModelSource, dtype):

@@ -11,12 +11,14 @@ import dataclasses
 import math
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.postprocess import PostprocessSettings
 
 # Returned by an `on_step(step, total)` callback to stop the run after the current step.
 CANCEL = "cancel"
+# Progress of a run: called after each denoising step with (step, total); returning CANCEL stops it.
+StepCallback = Callable[[int, int], object]
 
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
@@ -92,6 +94,22 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class Range:
+    """A closed interval of allowed values and the value used when a request leaves it out."""
+
+    min: float
+    max: float
+    default: float
+
+    def __post_init__(self) -> None:
+        if not self.min <= self.default <= self.max:
+            raise ValueError(f"range default {self.default} is outside {self.min}..{self.max}")
+
+    def __contains__(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelLimits:
     """What one model accepts, and what it does when a request leaves a setting out."""
 
@@ -99,20 +117,16 @@ class ModelLimits:
     default_height: int
     size_multiple: int
     max_pixels: int
-    min_steps: int
-    max_steps: int
-    default_steps: int
-    min_guidance: float
-    max_guidance: float
-    default_guidance: float
+    steps: Range
+    guidance: Range  # a single point (min == max) for models that take no guidance
     uses_guidance: bool
     uses_negative_prompt: bool
 
     def resolve(self, request: GenerationRequest) -> GenerationRequest:
         """The request with every `None` replaced by this model's default, then checked."""
         resolved = request.replace(
-            steps=self.default_steps if request.steps is None else request.steps,
-            guidance=self.default_guidance if request.guidance is None else request.guidance,
+            steps=self.steps.default if request.steps is None else request.steps,
+            guidance=self.guidance.default if request.guidance is None else request.guidance,
             width=self.default_width if request.width is None else request.width,
             height=self.default_height if request.height is None else request.height,
         )
@@ -120,15 +134,15 @@ class ModelLimits:
         return resolved
 
     def check(self, request: GenerationRequest) -> None:
-        if not self.min_steps <= request.steps <= self.max_steps:
-            raise ValueError(f"steps must be from {self.min_steps} to {self.max_steps} for this model, "
+        if request.steps not in self.steps:
+            raise ValueError(f"steps must be from {self.steps.min:g} to {self.steps.max:g} for this model, "
                              f"got {request.steps}")
         if self.uses_guidance:
-            if not self.min_guidance <= request.guidance <= self.max_guidance:
-                raise ValueError(f"guidance must be from {self.min_guidance:g} to {self.max_guidance:g} "
+            if request.guidance not in self.guidance:
+                raise ValueError(f"guidance must be from {self.guidance.min:g} to {self.guidance.max:g} "
                                  f"for this model, got {request.guidance:g}")
-        elif request.guidance != self.default_guidance:
-            raise ValueError(f"guidance does not apply to this model; leave it at {self.default_guidance:g}")
+        elif request.guidance != self.guidance.default:
+            raise ValueError(f"guidance does not apply to this model; leave it at {self.guidance.default:g}")
         if request.negative_prompt.strip() and not self.uses_negative_prompt:
             raise ValueError("negative_prompt does not apply to this model; leave it empty")
         for name in ("width", "height"):

@@ -8,7 +8,12 @@
 - attention_backend: one of diffusers' attention backends (e.g. "native", "flash",
   "_native_cudnn", "sage"), set on the denoiser.
 - tiled_decode: decode latents in tiles; by default only above `TILED_DECODE_PIXELS`.
-- cpu_offload: keep only the running component on the GPU (small GPUs; slower).
+- cpu_offload: keep only the running component on the GPU (small GPUs; slower); on a CPU the
+  model simply stays there, with one log line.
+
+Options that cannot apply on this machine fall back with one log line rather than failing, so
+one configuration (a Space's settings, say) serves on any hardware; a device that does not exist
+is an error (`check_device`).
 """
 from __future__ import annotations
 
@@ -46,6 +51,19 @@ class SpeedOptions:
         return self.tiled_decode if self.tiled_decode is not None else width * height > TILED_DECODE_PIXELS
 
 
+def check_device(device: str) -> None:
+    """ValueError, in one sentence saying what to install or choose, unless torch can run on `device`."""
+    kind = device.split(":", 1)[0]
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda (or cuda:N), got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            raise ValueError(f"device {device!r} needs a CUDA build of torch; this one ({torch.__version__}) is for "
+                             "the CPU only: install torch's CUDA build on a machine with an NVIDIA GPU, or use cpu")
+        raise ValueError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; check the NVIDIA driver "
+                         "and CUDA_VISIBLE_DEVICES, or use cpu")
+
+
 def compile_unavailable(device: str) -> str | None:
     """Why torch.compile cannot work here, or None when it can."""
     if not torch._dynamo.is_dynamo_supported():
@@ -66,8 +84,6 @@ def compile_denoiser(transformer, device: str) -> bool:
     if reason is not None:
         log.warning("torch.compile unavailable (%s); the denoiser runs uncompiled", reason)
         return False
-    # A graph that fails to compile at its first call runs eagerly instead of failing the request.
-    torch._dynamo.config.suppress_errors = True
     if getattr(transformer, "_repeated_blocks", None):
         transformer.compile_repeated_blocks(fullgraph=True)
     else:  # Sana's denoiser declares no repeated block; its blocks are all alike.
@@ -78,11 +94,11 @@ def compile_denoiser(transformer, device: str) -> bool:
 
 def apply(pipe, device: str, options: SpeedOptions):
     """Place the loaded pipeline on `device` with the chosen options."""
-    if options.cpu_offload:
-        if not device.startswith("cuda"):
-            raise ValueError("cpu_offload needs a CUDA device")
+    if options.cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)
     else:
+        if options.cpu_offload:
+            log.warning("cpu_offload applies to CUDA devices only; the model stays on %s", device)
         pipe.to(device)
     if options.attention_backend is not None:
         try:

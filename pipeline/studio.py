@@ -24,8 +24,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
-
 import numpy as np
 import torch
 from PIL import Image
@@ -36,11 +34,10 @@ from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
 from pipeline.postprocess import PostprocessChain
 from pipeline import speed
-from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
+from pipeline.request import (CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult,
+                              StepCallback)
 
 log = logging.getLogger(__name__)
-
-StepCallback = Callable[[int, int], object]
 
 # An image whose brightest channel stays below this (0..1 scale) is reported as black.
 BLACK_LEVEL = 2 / 255
@@ -83,6 +80,7 @@ class Studio:
 
         `like`: a preset whose settings apply to `reference` (see `models.resolve`)."""
         device = device or default_device()
+        speed.check_device(device)
         options = speed_options or speed.SpeedOptions()
         dtype = options.torch_dtype(device)
         started = time.perf_counter()

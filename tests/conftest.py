@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import tiny_models
+from helpers import tiny_models
 from pipeline.studio import Studio
 
 # One thread: CPU matrix products then round the same way on every machine and run.

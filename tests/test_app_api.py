@@ -16,7 +16,7 @@ from gradio_client.utils import QueueError, Status
 from PIL import Image
 
 import ui
-from waiting import wait_until
+from helpers.waiting import wait_until
 from pipeline.metadata import read_settings, request_from_settings
 from pipeline.request import MAX_SEED, GenerationCancelled, GenerationRequest
 from pipeline.studio import Studio

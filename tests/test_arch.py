@@ -6,7 +6,7 @@ import inspect
 import pytest
 import torch
 
-from pipeline import arch
+from pipeline.benchmark import arch
 
 # Published sizes (parameters) of the components, for checking the configs against.
 PUBLISHED_PARAMETERS = {

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from waiting import wait_until
+from helpers.waiting import wait_until
 from pipeline.batching import BatchingQueue
 from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest
 from pipeline.studio import Studio

@@ -138,7 +138,7 @@ def test_defaults_come_from_the_model(sana):
     resolved = sana.resolve(GenerationRequest(prompt="a cat"))
     limits = sana.limits
     assert (resolved.steps, resolved.guidance, resolved.width, resolved.height) == (
-        limits.default_steps, limits.default_guidance, limits.default_width, limits.default_height)
+        limits.steps.default, limits.guidance.default, limits.default_width, limits.default_height)
 
 
 def test_png_metadata_round_trip(sana, tmp_path):

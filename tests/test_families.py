@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tiny_models
+from helpers import tiny_models
 from pipeline.request import GenerationRequest
 from pipeline.studio import Studio
 
@@ -48,8 +48,8 @@ def test_guidance_changes_the_image(family, tiny_studio):
     studio = tiny_studio(family)
     limits = studio.limits
     assert limits.uses_guidance  # all six tiny models take guidance (CFG, or embedded for Sprint)
-    low = studio.generate(small_request(studio, guidance=limits.default_guidance))
-    high = studio.generate(small_request(studio, guidance=limits.max_guidance))
+    low = studio.generate(small_request(studio, guidance=limits.guidance.default))
+    high = studio.generate(small_request(studio, guidance=limits.guidance.max))
     assert np.abs(pixels(low).astype(int) - pixels(high).astype(int)).max() > 0
 
 

@@ -33,8 +33,8 @@ def test_every_format_fits_the_model(preset):
         width, height = format_size(fmt, limits)
         assert width % limits.size_multiple == 0 and height % limits.size_multiple == 0
         assert width * height <= limits.max_pixels
-        limits.check(GenerationRequest(prompt="x", width=width, height=height, steps=limits.default_steps,
-                                       guidance=limits.default_guidance))
+        limits.check(GenerationRequest(prompt="x", width=width, height=height, steps=limits.steps.default,
+                                       guidance=limits.guidance.default))
         error = abs(math.log(width / height / fmt.ratio))
         # Hub models: within 1 % of the ratio; the 64-pixel model: within 5 % (2:1 for 1.91:1).
         assert error <= math.log1p(0.05 if preset == "embedded" else 0.01), (fmt.name, width, height)

@@ -85,11 +85,11 @@ def build_demo(studio) -> gr.Blocks:
                         seed = gr.Slider(0, MAX_SEED, 0, step=1, label="Seed", scale=3, elem_id="seed",
                                          info="after each run: the seed it used")
                         random_seed = gr.Checkbox(False, label="Random seed", scale=1, elem_id="random-seed")
-                    steps = gr.Slider(limits.min_steps, limits.max_steps, limits.default_steps, step=1,
+                    steps = gr.Slider(limits.steps.min, limits.steps.max, limits.steps.default, step=1,
                                       label="Steps", elem_id="steps")
                     guidance = gr.Slider(
-                        limits.min_guidance, max(limits.max_guidance, limits.min_guidance + 0.1),
-                        limits.default_guidance, step=0.1, label="Guidance", elem_id="guidance",
+                        limits.guidance.min, max(limits.guidance.max, limits.guidance.min + 0.1),
+                        limits.guidance.default, step=0.1, label="Guidance", elem_id="guidance",
                         interactive=limits.uses_guidance,
                         info=None if limits.uses_guidance else "This model does not use guidance.")
                 with gr.Accordion("Post-processing", open=False, elem_id="postprocess"):

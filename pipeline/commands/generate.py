@@ -9,22 +9,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.cli_common import EXIT_FAILED, OneLineParser, fail
+from pipeline.commands.console import EXIT_FAILED, allow_compile_fallback, fail, quiet_libraries
+from pipeline.commands.options import add_model_arguments, speed_options
+from pipeline.commands.postprocess import add_stage_arguments, settings_from_args
 from pipeline.metadata import read_settings, request_from_settings, save_png
-from pipeline.postprocess_cli import add_stage_arguments, settings_from_args
 from pipeline.request import GenerationRequest
 
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m pipeline generate", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--prompt", help="what to draw")
     source.add_argument("--prompts-file", type=Path, help="a text file with one prompt per line")
     source.add_argument("--from-image", type=Path, help="regenerate from the settings stored in a PNG made here")
     parser.add_argument("--negative", help="what to avoid (models that use a negative prompt)")
-    parser.add_argument("--model", help="preset name, local diffusers folder or hub id (default: embedded)")
     parser.add_argument("--seed", type=int, help="seed of the first image; image k uses seed+k (default 0)")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
@@ -32,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, help="image height in pixels (default: the model's)")
     parser.add_argument("--num-images", type=int, help="images per prompt (default 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_model_arguments(parser, default_model=None,
+                        default_help="embedded, or with --from-image the image's own model")
     add_stage_arguments(parser)
-    return parser
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -78,37 +75,43 @@ def _next_number(folder: Path) -> int:
 
 
 def _progress_bar():
-    """An `on_step` callback drawing a bar on a terminal, or None when stderr is not one."""
+    """An `on_step` callback drawing a bar on a terminal (None when stderr is not one), and its closer."""
     if not sys.stderr.isatty():
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="step", file=sys.stderr, leave=False)
+    bars = []  # made at the first step, when the total is known, so it never draws "0step"
 
     def on_step(step: int, total: int) -> None:
         if step == 1:
-            bar.reset(total=total)
-        bar.update(1)
+            for bar in bars:
+                bar.close()
+            bars.append(tqdm(total=total, unit="step", file=sys.stderr, leave=False))
+        bars[-1].update(1)
 
-    return on_step, bar.close
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return on_step, close
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     try:
         reference, requests, keep_index = _plan(args)
+        options = speed_options(args)
     except ValueError as error:
         return fail(str(error))
 
-    from pipeline.models import ModelNotAvailable, quiet_libraries
-
-    if not sys.stderr.isatty():
-        quiet_libraries()
+    from pipeline.models import ModelNotAvailable
     from pipeline.request import GenerationFailed
     from pipeline.studio import Studio
 
+    quiet_libraries(verbose=args.verbose)
+    if options.compile:
+        allow_compile_fallback()
     try:
-        studio = Studio.load(reference, device=args.device)
+        studio = Studio.load(reference, device=args.device, speed_options=options)
         requests = [studio.resolve(request) for request in requests]  # every check before any work
     except (ModelNotAvailable, ValueError) as error:
         return fail(str(error))

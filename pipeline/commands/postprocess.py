@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from pipeline.cli_common import EXIT_FAILED, OneLineParser, fail
+from pipeline.commands.console import EXIT_FAILED, fail
 from pipeline.postprocess import PostprocessChain, PostprocessSettings, load_image
 
 SETTINGS_KEY = "postprocess"
@@ -43,13 +43,10 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
                        help="learned super-resolution weights (.safetensors or .pth); default classical")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m pipeline postprocess", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="IN", help="picture to process")
     parser.add_argument("output", type=Path, metavar="OUT", help="where to save the result (.png, .jpg, .webp...)")
     add_stage_arguments(parser)
-    return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> PostprocessSettings:
@@ -65,11 +62,7 @@ def settings_from_args(args: argparse.Namespace) -> PostprocessSettings:
     )
 
 
-def main(argv: list[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # --help, or a usage error already printed as one line
-        return int(exit_.code or 0)
+def run(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in Image.registered_extensions():
         return fail(f"OUT: cannot tell the image format from {args.output.name!r}; use .png, .jpg or .webp")
     if not args.output.parent.is_dir():

@@ -1,7 +1,7 @@
 """Tiny random models of every supported family, built from configs of the real classes.
 
 Nothing is downloaded: tokenizers are the project's own locally built byte-level ones
-(`pipeline.arch`), components are seeded before construction, saved with `save_pretrained`,
+(`pipeline.local_tokenizers`), components are seeded before construction, saved with `save_pretrained`,
 and loaded back by the project's own loader in the tests.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.arch import gemma_tokenizer, qwen_tokenizer
+from pipeline.local_tokenizers import gemma_tokenizer, qwen_tokenizer
 
 TEXT_VOCAB = 512  # covers both tokenizers
 

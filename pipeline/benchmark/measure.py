@@ -1,18 +1,11 @@
-"""`python -m pipeline bench`: the studio against the stock diffusers call, same components, same run.
+"""Speed of the studio against the stock diffusers call, on the same components in the same run.
 
-Every line is the median of `--repeat` timed runs after one warm-up:
-- stock:        the diffusers pipeline's own `__call__` with the prompt (what a user would run instead)
-- studio cold:  `Studio.generate` with an empty prompt cache (encode + denoise + decode), and per stage
-- studio warm:  only the seed changed, so the LLM does not run
-- batch of 4:   four compatible requests (different prompts and seeds) as one forward batch, against
-                the same four served one by one, in images per second
-- first image:  a fresh `python -m pipeline generate` process, from start to its first saved image
-- peak memory:  this process's peak RSS, and CUDA's peak allocation
+`measure` returns every number of `python -m pipeline bench` as medians of repeated runs after a
+warm-up; `format_table` lays them out with their ratios to the stock call. `arch.build_arch`
+gives real-size architectures with random weights, so speed can be measured with no download.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -21,34 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.cli_common import OneLineParser, fail
-
 BATCH_PROMPTS = [
     "a large red circle on the left, blue background",
     "a small green triangle at the top on a white background",
     "yellow background with a big purple square in the middle",
     "little orange circle, bottom, black background",
 ]
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m pipeline bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="embedded", help="preset, folder or hub id (default: embedded)")
-    parser.add_argument("--arch", help="a real-size architecture with random weights instead of --model")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per line (default 5)")
-    parser.add_argument("--json", type=Path, help="also write the medians here")
-    parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile the denoiser's repeated block")
-    parser.add_argument("--attention-backend", help="a diffusers attention backend, e.g. flash or _native_cudnn")
-    parser.add_argument("--tiled-decode", action="store_true", help="always decode in tiles")
-    parser.add_argument("--cpu-offload", action="store_true")
-    parser.add_argument("--skip-first-image", action="store_true", help="do not time a fresh process")
-    return parser
 
 
 def _median_seconds(run, repeat: int, synchronize) -> float:
@@ -69,7 +40,7 @@ def _first_image_seconds(model: str, device: str, request) -> float:
                    "--prompt", request.prompt, "--steps", str(request.steps), "--width", str(request.width),
                    "--height", str(request.height), "--out", out]
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+        subprocess.run(command, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
         return time.perf_counter() - started
 
 
@@ -167,7 +138,7 @@ def format_table(results: dict) -> str:
 
 def arch_studio(name: str, device: str, options):
     """A studio on a real-size architecture with random weights, driven like its preset."""
-    from pipeline.arch import build_arch
+    from pipeline.benchmark.arch import build_arch
     from pipeline.families import family_for
     from pipeline.models import PRESETS, ModelSource
     from pipeline.speed import apply
@@ -180,33 +151,3 @@ def arch_studio(name: str, device: str, options):
     return Studio(source, pipe, device, speed_options=options)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    if args.repeat < 1:
-        return fail("--repeat must be at least 1")
-    from pipeline.models import ModelNotAvailable, quiet_libraries
-    from pipeline.request import GenerationRequest
-    from pipeline.speed import SpeedOptions
-    from pipeline.studio import Studio, default_device
-
-    quiet_libraries()
-    device = args.device or default_device()
-    options = SpeedOptions(dtype=args.dtype, compile=args.compile, attention_backend=args.attention_backend,
-                           tiled_decode=True if args.tiled_decode else None, cpu_offload=args.cpu_offload)
-    try:
-        if args.arch:
-            studio = arch_studio(args.arch, device, options)
-        else:
-            studio = Studio.load(args.model, device=device, speed_options=options)
-        request = studio.resolve(GenerationRequest(
-            prompt=BATCH_PROMPTS[0], seed=0, steps=args.steps, width=args.width, height=args.height))
-    except (ModelNotAvailable, ValueError) as error:
-        return fail(str(error))
-    results = measure(studio, request, args.repeat, first_image=not (args.skip_first_image or args.arch))
-    results.update(model=args.arch or args.model, device=device, dtype=str(studio.dtype).removeprefix("torch."),
-                   width=request.width, height=request.height, steps=request.steps, repeat=args.repeat,
-                   speed_options=vars(options))
-    print(format_table(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return 0
