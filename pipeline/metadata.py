@@ -11,6 +11,7 @@ import platform
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TypedDict
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -21,6 +22,34 @@ from pipeline.request import GenerationRequest
 SETTINGS_KEY = "studio"
 FORMAT_VERSION = 1
 MAX_SETTINGS_BYTES = 64 * 1024
+
+
+class BatchRecord(TypedDict):
+    seed: int  # the seed of the batch's first image
+    index: int  # this image's place in the batch
+    size: int
+
+
+class ImageSettings(TypedDict):
+    """Everything that made one image, as stored in its PNG (`studio` chunk, JSON)."""
+
+    format: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    batch: BatchRecord
+    model: str
+    model_revision: str
+    pipeline: str
+    scheduler: str
+    postprocess: dict  # PostprocessSettings.to_dict()
+    device: str
+    dtype: str
+    versions: dict[str, str]
 
 
 @cache
@@ -35,9 +64,9 @@ def library_versions() -> dict[str, str]:
 
 
 def image_settings(request: GenerationRequest, index: int, *, model: str, revision: str, pipeline: str,
-                   scheduler: str, device: str, dtype: str) -> dict:
+                   scheduler: str, device: str, dtype: str) -> ImageSettings:
     """The record of image `index` of a resolved request: its own seed is `request.seed + index`."""
-    return {
+    return ImageSettings(**{
         "format": FORMAT_VERSION,
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
@@ -55,10 +84,10 @@ def image_settings(request: GenerationRequest, index: int, *, model: str, revisi
         "device": device,
         "dtype": dtype,
         "versions": library_versions(),
-    }
+    })
 
 
-def a1111_parameters(settings: dict) -> str:
+def a1111_parameters(settings: ImageSettings) -> str:
     lines = [settings["prompt"]]
     if settings["negative_prompt"]:
         lines.append(f"Negative prompt: {settings['negative_prompt']}")
@@ -69,7 +98,7 @@ def a1111_parameters(settings: dict) -> str:
     return "\n".join(lines)
 
 
-def save_png(image: Image.Image, settings: dict, path: str | Path) -> Path:
+def save_png(image: Image.Image, settings: ImageSettings, path: str | Path) -> Path:
     info = PngInfo()
     info.add_text("parameters", a1111_parameters(settings))
     info.add_text(SETTINGS_KEY, json.dumps(settings, ensure_ascii=False, sort_keys=True))
@@ -78,7 +107,7 @@ def save_png(image: Image.Image, settings: dict, path: str | Path) -> Path:
     return path
 
 
-def read_settings(path: str | Path) -> dict:
+def read_settings(path: str | Path) -> ImageSettings:
     """The settings stored in a PNG this studio made; ValueError for any other file."""
     try:
         with Image.open(path) as image:
@@ -98,7 +127,7 @@ def read_settings(path: str | Path) -> dict:
     return settings
 
 
-def request_from_settings(settings: dict) -> tuple[GenerationRequest, int]:
+def request_from_settings(settings: ImageSettings) -> tuple[GenerationRequest, int]:
     """The request that reproduces the image the settings describe, and the image's index in it.
 
     An image from a batch is reproduced by running its whole batch again: batched matrix products

@@ -12,9 +12,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.families import FAMILIES, Family, family_for
 from pipeline.request import ModelLimits, Range
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import DiffusionPipeline
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_PIXELS_LARGE = 2048 * 2048
@@ -136,7 +141,7 @@ def _read_pipeline_config(path: Path, reference: str) -> dict:
     return json.loads(index.read_text())
 
 
-def model_limits(source: ModelSource, pipe) -> ModelLimits:
+def model_limits(source: ModelSource, pipe: DiffusionPipeline) -> ModelLimits:
     """The preset's limits, or for any other folder its family's, at the loaded model's size multiple."""
     if source.preset is not None:
         return source.preset.limits
@@ -176,7 +181,7 @@ def resolve(reference: str, like: str | None = None) -> ModelSource:
     return ModelSource(reference, path, revision, family_for(pipeline_class), config, preset)
 
 
-def load_pipeline(source: ModelSource, dtype):
+def load_pipeline(source: ModelSource, dtype: torch.dtype) -> DiffusionPipeline:
     """The stock diffusers pipeline of the source's family, on the CPU."""
     import diffusers
 

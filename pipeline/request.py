@@ -164,7 +164,7 @@ class GenerationResult:
     """Images of one call, each with the exact settings that reproduce it, and stage timings."""
 
     images: list  # PIL images, in seed order
-    settings: list[dict]  # one JSON-ready record per image; see `metadata.image_settings`
+    settings: list[dict]  # one `metadata.ImageSettings` record per image, JSON-ready
     timings: dict[str, float]  # seconds per stage, in the order the stages ran
     originals: list  # the decoded images before post-processing (the same objects when it is off)
 

@@ -20,8 +20,12 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ def compile_denoiser(transformer, device: str) -> bool:
     return True
 
 
-def apply(pipe, device: str, options: SpeedOptions):
+def apply(pipe: DiffusionPipeline, device: str, options: SpeedOptions) -> DiffusionPipeline:
     """Place the loaded pipeline on `device` with the chosen options."""
     if options.cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)

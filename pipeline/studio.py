@@ -24,6 +24,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from PIL import Image
@@ -32,10 +34,13 @@ from pipeline.batching import BatchingQueue, batch_key
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
 from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
-from pipeline.postprocess import PostprocessChain
 from pipeline import speed
+from pipeline.postprocess import PostprocessChain, StageInputs
 from pipeline.request import (CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult,
                               StepCallback)
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ def default_device() -> str:
 class Studio:
     """Owns the tokenizer + LLM text encoder, denoiser, scheduler, decoder and post-processing chain."""
 
-    def __init__(self, source: ModelSource, pipe, device: str, *, speed_options: speed.SpeedOptions | None = None,
+    def __init__(self, source: ModelSource, pipe: DiffusionPipeline, device: str, *, speed_options: speed.SpeedOptions | None = None,
                  cache_size: int = 64, max_batch: int = 4):
         self.source = source
         self.pipe = pipe
@@ -105,8 +110,17 @@ class Studio:
         return self.source.family
 
     def resolve(self, request: GenerationRequest) -> GenerationRequest:
-        """Stage 1: the request with the model's defaults filled in; ValueError if out of limits."""
+        """The request with the model's defaults filled in; ValueError if out of limits."""
         return self.limits.resolve(request)
+
+    def validate(self, request: GenerationRequest) -> tuple[GenerationRequest, StageInputs]:
+        """Stage 1: the resolved request and the post-processing files it names, loaded.
+
+        ValueError, naming the field, for a value out of limits or a file that cannot be read, so
+        that nothing runs for a request that would fail.
+        """
+        request = self.resolve(request)
+        return request, self.postprocess_chain.prepare(request.postprocess)
 
     def encode(self, prompt: str, negative_prompt: str, cfg: bool) -> Embeddings:
         """Stage 2: the LLM's encoding of the prompt (and negative prompt when CFG runs), cached."""
@@ -130,7 +144,8 @@ class Studio:
         busy waits, and compatible requests that waited together are then served as one batch
         (`pipeline.batching`), each with its own progress, cancellation and errors.
         """
-        return self._queue.submit(self.resolve(request), on_step)
+        request, _ = self.validate(request)  # a bad value or missing file fails before the queue
+        return self._queue.submit(request, on_step)
 
     def generate_batch(self, requests: list[GenerationRequest],
                        on_step: StepCallback | None = None) -> list[GenerationResult]:
@@ -142,17 +157,19 @@ class Studio:
         """
         with self._lock:
             started = time.perf_counter()
-            requests = [self.resolve(request) for request in requests]
+            requests, inputs = map(list, zip(*(self.validate(request) for request in requests)))
             validate_s = time.perf_counter() - started
             results: list[GenerationResult | None] = [None] * len(requests)
             for indices in _compatible_groups(requests):
-                group = self._run_group([requests[index] for index in indices], on_step)
+                group = self._run_group([requests[index] for index in indices], [inputs[index] for index in indices],
+                                        on_step)
                 for index, result in zip(indices, group):
                     result.timings = {"validate": validate_s, **result.timings}
                     results[index] = result
             return results
 
-    def _run_group(self, requests: list[GenerationRequest], on_step: StepCallback | None) -> list[GenerationResult]:
+    def _run_group(self, requests: list[GenerationRequest], inputs: list[StageInputs],
+                   on_step: StepCallback | None) -> list[GenerationResult]:
         first = requests[0]  # all share steps, guidance and size
         started = time.perf_counter()
         cfg = self.family.cfg_active(first.guidance, self.pipe)
@@ -167,13 +184,13 @@ class Studio:
         originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
 
         results, offset = [], 0
-        for request in requests:
+        for request, request_inputs in zip(requests, inputs):
             own = originals[offset:offset + request.num_images]
             offset += request.num_images
             started = time.perf_counter()
             images = own
             if request.postprocess.enabled:
-                images = [self.postprocess_chain(image, request.postprocess)[0] for image in own]
+                images = [self.postprocess_chain(image, request.postprocess, request_inputs)[0] for image in own]
             timings = {"encode": encode_s, "denoise": denoise_s, "decode": decode_s,
                        "postprocess": time.perf_counter() - started}
             settings = [self._image_settings(request, index) for index in range(request.num_images)]

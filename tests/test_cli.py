@@ -105,3 +105,24 @@ def test_bad_post_processing_option_is_one_line(tiny_folder, capsys):
     code = main(["generate", "--prompt", "a cat", "--model", str(tiny_folder("sana")), "--color-palette", "#12345"])
     assert code == 2
     assert capsys.readouterr().err == "error: color_palette: '#12345' is not a hex colour '#RRGGBB'\n"
+
+
+def test_a_png_whose_colour_reference_is_gone_still_yields_its_settings(tiny_folder, tmp_path, capsys):
+    reference = tmp_path / "brand.png"
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(reference)
+    assert main(["generate", "--prompt", "a red circle", "--model", str(tiny_folder("sana")), "--steps", "1",
+                 "--width", "32", "--height", "32", "--color-reference", str(reference),
+                 "--out", str(tmp_path / "a")]) == 0
+    (path,) = saved_paths(capsys)
+    reference.unlink()
+
+    from pipeline.metadata import read_settings, request_from_settings
+    request, index = request_from_settings(read_settings(path))
+    assert (request.prompt, request.postprocess.color, request.postprocess.color_reference, index) == (
+        "a red circle", "reference", str(reference), 0)
+
+    assert main(["generate", "--from-image", str(path), "--out", str(tmp_path / "b")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: color_reference: file not found: {reference}\n"
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import pipeline.postprocess.chain as chain_module
 from pipeline import postprocess as pp
-from pipeline import postprocess_cli
-from pipeline.postprocess import PostprocessChain, PostprocessSettings
+from pipeline.__main__ import main as pipeline_main
+from pipeline.postprocess import PostprocessChain, PostprocessSettings, StageInputs
 
 
 def picture(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
@@ -66,17 +67,34 @@ def test_settings_round_trip_through_json(tmp_path):
     ({"color": "palette"}, "color_palette"),
     ({"color_palette": ("#123456",)}, "color_palette"),
     ({"color": "reference"}, "color_reference"),
-    ({"color": "reference", "color_reference": "no/such/file.png"}, "color_reference"),
     ({"color": "reference", "color_reference": 3}, "color_reference"),
     ({"upscale": 3}, "upscale"),
     ({"upscale": True}, "upscale"),
-    ({"upscale": 2, "upscaler": "no/such/model.safetensors"}, "upscaler"),
     ({"upscale": 2, "upscaler": "model.onnx"}, "upscaler"),
     ({"upscaler": "model.safetensors"}, "upscaler"),
 ])
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         PostprocessSettings(**kwargs)
+
+
+def test_settings_naming_missing_files_still_parse():
+    # a PNG's stored settings must parse after the files they name have gone
+    for settings in (PostprocessSettings(color="reference", color_reference="no/such/file.png"),
+                     PostprocessSettings(upscale=2, upscaler="no/such/model.safetensors")):
+        assert PostprocessSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"color": "reference", "color_reference": "no/such/ref.png"}, "color_reference: file not found: no/such/ref.png"),
+    ({"upscale": 2, "upscaler": "no/such/sr.safetensors"}, "upscaler: file not found: no/such/sr.safetensors"),
+])
+def test_missing_files_are_named_when_the_inputs_are_read(kwargs, message):
+    settings = PostprocessSettings(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        PostprocessChain().prepare(settings)
+    with pytest.raises(ValueError, match=message):
+        PostprocessChain()(picture(), settings)
 
 
 def test_from_dict_refuses_unknown_keys():
@@ -110,7 +128,7 @@ def test_bomb_sized_picture_in_memory_is_refused(monkeypatch):
 
 
 def test_oversized_output_is_refused(monkeypatch):
-    monkeypatch.setattr(pp, "MAX_OUTPUT_PIXELS", 48 * 40 * 4 - 1)
+    monkeypatch.setattr(chain_module, "MAX_OUTPUT_PIXELS", 48 * 40 * 4 - 1)
     with pytest.raises(ValueError, match="upscale"):
         PostprocessChain()(picture(), PostprocessSettings(upscale=2))
 
@@ -166,16 +184,31 @@ def test_classical_upscale_size_and_consistency():
 # ---------------------------------------------------------------------------------------------
 # Chain
 
-def test_chain_runs_stages_in_order_and_times_them(monkeypatch):
-    calls = []
-    for name in ("denoise", "auto_color", "upscale_classical"):
-        original = getattr(pp, name)
-        monkeypatch.setattr(pp, name, lambda *a, _n=name, _f=original, **k: calls.append(_n) or _f(*a, **k))
-    out, timings = PostprocessChain()(picture(), PostprocessSettings(upscale=2, color="auto", denoise=0.2))
-    assert calls == ["denoise", "auto_color", "upscale_classical"]
+def test_chain_runs_the_table_in_order_and_times_each_stage():
+    assert [stage.name for stage in chain_module.STAGES] == ["denoise", "color", "upscale"]
+    image = picture()
+    out, timings = PostprocessChain()(image, PostprocessSettings(upscale=2, color="auto", denoise=0.2))
     assert list(timings) == ["denoise", "color", "upscale"]
     assert all(t >= 0 for t in timings.values())
+    by_hand = pp.upscale_classical(pp.auto_color(pp.denoise(image, 0.2), 1.0), 2)
     assert out.size == (96, 80)
+    assert np.array_equal(np.asarray(out), np.asarray(by_hand))
+
+
+def test_prepared_inputs_give_the_same_pixels(tmp_path):
+    ref = tmp_path / "ref.png"
+    picture(seed=1).save(ref)
+    settings = PostprocessSettings(color="reference", color_reference=str(ref), color_strength=0.7)
+    chain = PostprocessChain()
+    inputs = chain.prepare(settings)
+    assert isinstance(inputs, StageInputs) and inputs.color_reference.size == (48, 40) and inputs.upscaler is None
+    prepared, _ = chain(picture(), settings, inputs)
+    unprepared, _ = chain(picture(), settings)
+    by_hand = pp.match_reference(picture(), picture(seed=1), 0.7)
+    assert np.array_equal(np.asarray(prepared), np.asarray(unprepared))
+    assert np.array_equal(np.asarray(prepared), np.asarray(by_hand))
+    with pytest.raises(ValueError, match="prepare"):
+        chain(picture(), settings, StageInputs())
 
 
 def test_chain_with_nothing_enabled_returns_the_picture():
@@ -206,8 +239,8 @@ def test_chain_is_deterministic(tmp_path):
 def test_command_writes_the_picture_and_its_settings(tmp_path, capsys):
     src, out = tmp_path / "in.png", tmp_path / "out.png"
     picture().save(src)
-    code = postprocess_cli.main([str(src), str(out), "--denoise", "auto", "--color-palette", "#1D3557, #E76F51",
-                                 "--color-strength", "0.5", "--upscale", "2"])
+    code = pipeline_main(["postprocess", str(src), str(out), "--denoise", "auto", "--color-palette",
+                          "#1D3557, #E76F51", "--color-strength", "0.5", "--upscale", "2"])
     assert code == 0
     assert capsys.readouterr().out.strip() == str(out)
     with Image.open(out) as saved:
@@ -229,7 +262,7 @@ def test_command_writes_the_picture_and_its_settings(tmp_path, capsys):
 def test_command_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     src = tmp_path / "in.png"
     picture().save(src)
-    assert postprocess_cli.main([str(src), str(tmp_path / "out.png"), *args]) == 2
+    assert pipeline_main(["postprocess", str(src), str(tmp_path / "out.png"), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error:") and message in err
     assert not (tmp_path / "out.png").exists()
@@ -238,5 +271,5 @@ def test_command_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, messag
 def test_command_refuses_a_bomb(tmp_path, capsys):
     src = tmp_path / "bomb.png"
     png_header_only(src, 30_000, 30_000)
-    assert postprocess_cli.main([str(src), str(tmp_path / "out.png"), "--upscale", "2"]) == 2
+    assert pipeline_main(["postprocess", str(src), str(tmp_path / "out.png"), "--upscale", "2"]) == 2
     assert "decompression bomb" in capsys.readouterr().err

@@ -9,7 +9,9 @@ from safetensors.torch import save_file
 from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.SPAN import SPAN
 
+import pipeline.postprocess.chain as chain_module
 from pipeline import postprocess as pp
+from pipeline.__main__ import main as pipeline_main
 from pipeline.postprocess import PostprocessChain, PostprocessSettings
 from test_postprocess import picture
 
@@ -46,7 +48,7 @@ def test_span_safetensors_gives_the_asked_factor(tmp_path, monkeypatch):
     path = str(tiny_span(tmp_path / "span.safetensors", scale=2))
     loads = []
     load = pp.load_upscaler
-    monkeypatch.setattr(pp, "load_upscaler", lambda p, device: loads.append(p) or load(p, device))
+    monkeypatch.setattr(chain_module, "load_upscaler", lambda p, device: loads.append(p) or load(p, device))
     chain = PostprocessChain()
     image = picture(30, 20)
     x2, _ = chain(image, PostprocessSettings(upscale=2, upscaler=path))
@@ -54,6 +56,17 @@ def test_span_safetensors_gives_the_asked_factor(tmp_path, monkeypatch):
     assert x2.size == (60, 40) and x4.size == (120, 80)
     assert "upscale" in timings
     assert loads == [path]  # loaded once, then reused from the chain's cache
+
+
+def test_prepare_loads_the_upscaler_once_and_the_chain_runs_it(tmp_path):
+    chain = PostprocessChain()
+    settings = PostprocessSettings(upscale=4, upscaler=str(tiny_esrgan(tmp_path / "esrgan.safetensors")))
+    inputs = chain.prepare(settings)
+    assert inputs.upscaler.scale == 4 and inputs.color_reference is None
+    assert chain.prepare(settings).upscaler is inputs.upscaler  # from the chain's cache
+    out, timings = chain(picture(20, 12), settings, inputs)
+    assert list(timings) == ["upscale"]
+    assert np.array_equal(np.asarray(out), np.asarray(pp.upscale_learned(picture(20, 12), inputs.upscaler, 4)))
 
 
 def test_x4_model_asked_for_x2_is_resized(tmp_path):
@@ -100,18 +113,32 @@ def test_unknown_architecture_is_refused(tmp_path):
 
 
 def test_command_uses_a_learned_upscaler_and_refuses_pickles(tmp_path, capsys):
-    from pipeline import postprocess_cli
-
     src, out = tmp_path / "in.png", tmp_path / "out.png"
     picture(20, 16).save(src)
     weights = tiny_esrgan(tmp_path / "esrgan.safetensors")
-    assert postprocess_cli.main([str(src), str(out), "--upscale", "4", "--upscaler", str(weights)]) == 0
+    assert pipeline_main(["postprocess", str(src), str(out), "--upscale", "4", "--upscaler", str(weights)]) == 0
     with Image.open(out) as saved:
         assert saved.size == (80, 64)
 
     evil = tmp_path / "evil.pth"
     torch.save({"params": Payload()}, evil)
-    assert postprocess_cli.main([str(src), str(out), "--upscale", "2", "--upscaler", str(evil)]) == 2
+    assert pipeline_main(["postprocess", str(src), str(out), "--upscale", "2", "--upscaler", str(evil)]) == 2
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "refusing" in captured.err
     assert "this would run" not in captured.out
+
+
+def test_the_learned_upscaler_install_leaves_every_other_import_working():
+    """spandrel's torchvision is installed without dependencies beside the project's torch: the
+    engine's libraries must still import after it, in a fresh process, with no error."""
+    import subprocess
+    import sys
+
+    code = ("import spandrel, torchvision, transformers, diffusers\n"
+            "from transformers import Gemma2Model, Qwen3Model, Qwen2_5_VLForConditionalGeneration\n"
+            "from diffusers import SanaPipeline, ZImagePipeline, Flux2KleinPipeline, QwenImagePipeline\n"
+            "from pipeline.postprocess import load_upscaler\n"
+            "print(torchvision.__version__)")
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

@@ -32,13 +32,9 @@ def test_tiled_decode_keeps_the_size(tiny_folder):
     assert tiled.pipe.vae.use_tiling
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(cpu_offload=True), "cpu_offload needs a CUDA device"),
-    (dict(attention_backend="warp-drive"), "attention_backend 'warp-drive' cannot be used here"),
-])
-def test_bad_speed_options(tiny_folder, options, message):
-    with pytest.raises(ValueError, match=message):
-        Studio.load(str(tiny_folder("sana")), device="cpu", speed_options=SpeedOptions(**options))
+def test_bad_attention_backend_is_one_sentence(tiny_folder):
+    with pytest.raises(ValueError, match="attention_backend 'warp-drive' cannot be used here"):
+        Studio.load(str(tiny_folder("sana")), device="cpu", speed_options=SpeedOptions(attention_backend="warp-drive"))
 
 
 def test_dtype_names():

@@ -38,7 +38,7 @@ def configure(*, verbose: bool = False, level: int = logging.WARNING) -> None:
     Quiet by default: the project's own log lines at `level` and up, no loading bars, no library
     warnings. `verbose` shows everything, libraries included, at INFO.
     """
-    logging.basicConfig(level=logging.INFO if verbose else level, format=LOG_FORMAT, force=True)
+    logging.basicConfig(level=logging.INFO if verbose else level, format=LOG_FORMAT)
     if verbose:
         return
     for name in NOISY_LOGGERS:

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         allow_compile_fallback()
     try:
         studio = Studio.load(reference, device=args.device, speed_options=options)
-        requests = [studio.resolve(request) for request in requests]  # every check before any work
+        requests = [studio.validate(request)[0] for request in requests]  # every check before any work
     except (ModelNotAvailable, ValueError) as error:
         return fail(str(error))
 

@@ -1,25 +1,27 @@
-"""`python -m pipeline evaluate-postprocess`: measure each post-processing stage against a baseline.
+"""Measurements of each post-processing stage against a baseline, and their requirements.
 
 Test pictures are the public photographs that ship inside scikit-image (astronaut, coffee,
-chelsea, rocket), so nothing is downloaded. Prints one table; exits 1 if a requirement fails.
-The tests in tests/test_postprocess_quality.py call the same functions with the same thresholds.
+chelsea, rocket), so nothing is downloaded. `python -m pipeline evaluate-postprocess` prints
+`run`'s rows as one table; tests/test_postprocess_quality.py calls the same functions with the
+same thresholds.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 from PIL import Image
 
-from pipeline import postprocess as pp
+from .colour import auto_color, dominant_colours, match_palette, match_reference, parse_hex
+from .denoising import denoise
+from .upscale import upscale_classical
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 CAST_GAINS = (1.15, 1.0, 0.78)  # R, G, B
 PALETTE = ("#1D3557", "#E76F51", "#F4E3B2")  # navy, terracotta, sand
 NOISE_SIGMA = 20.0  # on the 0..255 scale
 
-# requirements (issue 5)
+# requirements each stage must meet
 DENOISE_MARGIN_DB = 1.0
 REFERENCE_MIN_CUT = 0.70
 PALETTE_MIN_CUT = 0.50
@@ -105,7 +107,7 @@ def measure_denoise(images: dict[str, np.ndarray], sigma: float = NOISE_SIGMA, s
         b = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(noisy[..., ::-1]), None, 10, 10, 7, 21)[..., ::-1]
         base_s += time.perf_counter() - start
         start = time.perf_counter()
-        o = _array(pp.denoise(Image.fromarray(noisy), None))
+        o = _array(denoise(Image.fromarray(noisy), None))
         ours_s += time.perf_counter() - start
         base.append(_psnr(clean, b))
         ours.append(_psnr(clean, o))
@@ -121,7 +123,7 @@ def measure_reference(images: dict[str, np.ndarray]) -> dict:
     before, after = [], []
     for clean in images.values():
         cast = apply_cast(clean)
-        fixed = _array(pp.match_reference(Image.fromarray(cast), Image.fromarray(clean)))
+        fixed = _array(match_reference(Image.fromarray(cast), Image.fromarray(clean)))
         before.append(_delta_e(clean, cast))
         after.append(_delta_e(clean, fixed))
     before_m, after_m = float(np.mean(before)), float(np.mean(after))
@@ -132,8 +134,8 @@ def palette_distance(x: np.ndarray, palette: tuple[str, ...]) -> float:
     """Share-weighted mean CIEDE2000 from the dominant colours (k-means, k=5) to the nearest palette colour."""
     from skimage.color import deltaE_ciede2000
 
-    centres, share = pp.dominant_colours(Image.fromarray(x), k=5)
-    targets = _lab(np.array([[pp.parse_hex(c) for c in palette]], dtype=np.float64) / 255.0)[0]
+    centres, share = dominant_colours(Image.fromarray(x), k=5)
+    targets = _lab(np.array([[parse_hex(c) for c in palette]], dtype=np.float64) / 255.0)[0]
     nearest = deltaE_ciede2000(centres[:, None, :], targets[None, :, :]).min(axis=1)
     return float((nearest * share).sum() / share.sum())
 
@@ -145,7 +147,7 @@ def measure_palette(images: dict[str, np.ndarray], palette: tuple[str, ...] = PA
 
     before, after, ssim = [], [], []
     for clean in images.values():
-        pulled = _array(pp.match_palette(Image.fromarray(clean), palette))
+        pulled = _array(match_palette(Image.fromarray(clean), palette))
         before.append(palette_distance(clean, palette))
         after.append(palette_distance(pulled, palette))
         ssim.append(structural_similarity(_lab(clean)[..., 0], _lab(pulled)[..., 0], data_range=100.0))
@@ -170,8 +172,8 @@ def measure_auto(images: dict[str, np.ndarray]) -> dict:
         return worst
 
     cast = apply_cast(chart)
-    fixed = _array(pp.auto_color(Image.fromarray(cast)))
-    changes = [_delta_e(x, _array(pp.auto_color(Image.fromarray(x)))) for x in images.values()]
+    fixed = _array(auto_color(Image.fromarray(cast)))
+    changes = [_delta_e(x, _array(auto_color(Image.fromarray(x)))) for x in images.values()]
     return {
         "grey_before": worst_grey(cast), "grey_after": worst_grey(fixed),
         "photo_change": float(np.mean(changes)),
@@ -187,14 +189,14 @@ def measure_upscale(images: dict[str, np.ndarray], factor: int) -> dict:
         h, w = clean.shape[:2]
         small = cv2.resize(clean, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
         lanczos = np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.LANCZOS))
-        up = _array(pp.upscale_classical(Image.fromarray(small), factor))
+        up = _array(upscale_classical(Image.fromarray(small), factor))
         base.append(_psnr(clean, lanczos))
         ours.append(_psnr(clean, up))
     return {"psnr": float(np.mean(ours)), "baseline_psnr": float(np.mean(base))}
 
 
 def passed(check: str, m: dict) -> bool:
-    """The issue's requirement for each measurement."""
+    """Whether measurement `m` of `check` meets its requirement."""
     if check == "denoise":
         return m["psnr"] >= m["baseline_psnr"] + DENOISE_MARGIN_DB
     if check == "reference":
@@ -248,22 +250,10 @@ def run(images: dict[str, np.ndarray]) -> list[tuple[str, str, str, str, bool]]:
 
 
 def format_table(rows: list[tuple[str, str, str, str, bool]]) -> str:
+    """`run`'s rows as an aligned text table, with a last column "pass"."""
     header = ("check", "ours", "baseline", "requirement", "pass")
     cells = [header] + [(*r[:4], "yes" if r[4] else "NO") for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline evaluate-postprocess",
-        description="Measure denoising, colour correction and upsampling on scikit-image's sample photographs.",
-    )
-    parser.parse_args(argv)
-    images = photos()
-    print(f"photos: {', '.join(f'{n} {x.shape[1]}x{x.shape[0]}' for n, x in images.items())}")
-    rows = run(images)
-    print(format_table(rows))
-    return 0 if all(r[4] for r in rows) else 1

@@ -1,0 +1,48 @@
+"""Post-processing of finished pictures: denoise -> colour -> upsample.
+
+Each stage is optional and a pure function on a PIL image with explicit arguments:
+
+    denoise(image, strength)                     non-local means (scikit-image), noise level
+                                                 estimated from the image when strength is None
+    auto_color(image, strength)                  white balance + levels, conservative without a cast
+    match_reference(image, reference, strength) colour statistics of a reference image
+    match_palette(image, palette, strength)      dominant colours pulled toward brand colours
+    upscale_classical(image, factor)             Lanczos + iterative back-projection
+    upscale_learned(image, model, factor)        a spandrel super-resolution model, in tiles
+
+`PostprocessSettings` says which stages run and with what parameters (it is what goes into the
+PNG metadata); `PostprocessChain` reads the files the settings name (`prepare`), then runs the
+stages in the fixed order, times each stage and keeps a small cache of loaded learned upscalers.
+
+    settings.py   PostprocessSettings and the allowed values
+    images.py     reading pictures, and the array helpers the stages share
+    denoising.py  colour.py  upscale.py   the stages
+    chain.py      StageInputs, the table of stages, PostprocessChain
+    evaluate.py   measurements against baselines (`python -m pipeline evaluate-postprocess`)
+"""
+from .chain import MAX_OUTPUT_PIXELS, STAGES, PostprocessChain, Stage, StageInputs
+from .colour import (
+    LIGHTNESS_SHARE,
+    MAX_LIGHTNESS_CHANGE,
+    PALETTE_SOFTNESS,
+    auto_color,
+    auto_levels,
+    dominant_colours,
+    estimate_cast,
+    match_palette,
+    match_reference,
+    parse_hex,
+)
+from .denoising import DENOISE_MAX_SIGMA, NLM_H_PER_SIGMA, denoise, estimate_noise
+from .images import check_size, load_image
+from .settings import COLOR_MODES, HEX_COLOUR, UPSCALE_FACTORS, UPSCALER_SUFFIXES, PostprocessSettings
+from .upscale import load_upscaler, upscale_classical, upscale_learned
+
+__all__ = [
+    "COLOR_MODES", "DENOISE_MAX_SIGMA", "HEX_COLOUR", "LIGHTNESS_SHARE", "MAX_LIGHTNESS_CHANGE",
+    "MAX_OUTPUT_PIXELS", "NLM_H_PER_SIGMA", "PALETTE_SOFTNESS", "STAGES", "UPSCALE_FACTORS",
+    "UPSCALER_SUFFIXES", "PostprocessChain", "PostprocessSettings", "Stage", "StageInputs",
+    "auto_color", "auto_levels", "check_size", "denoise", "dominant_colours", "estimate_cast",
+    "estimate_noise", "load_image", "load_upscaler", "match_palette", "match_reference",
+    "parse_hex", "upscale_classical", "upscale_learned",
+]
