@@ -19,15 +19,23 @@ from pipeline.commands.options import add_model_arguments, speed_options
 log = logging.getLogger("studio")
 
 
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be from 1 to 65535, got {port}")
+    return port
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = OneLineParser(prog="python app.py", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", help="address to listen on (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, else 7860)")
-    parser.add_argument("--queue-size", type=int, default=int(os.environ.get("QUEUE_SIZE", 16)),
+    parser.add_argument("--port", type=port_number, help="port (default: GRADIO_SERVER_PORT, else 7860)")
+    # String defaults from the environment go through `type` too, so a bad value is a usage error.
+    parser.add_argument("--queue-size", type=int, default=os.environ.get("QUEUE_SIZE", "16"),
                         help="requests that may wait for the device; more are told the queue is full "
                              "(env QUEUE_SIZE; default 16)")
-    parser.add_argument("--batch-size", type=int, default=int(os.environ.get("BATCH_SIZE", 4)),
+    parser.add_argument("--batch-size", type=int, default=os.environ.get("BATCH_SIZE", "4"),
                         help="most compatible waiting requests served together as one forward batch; "
                              "1 serves them one by one (env BATCH_SIZE; default 4)")
     add_model_arguments(parser)
@@ -58,7 +66,10 @@ def main(argv: list[str]) -> int:
     log.info("model %s (%s) ready on %s in %.1f s; serving", studio.source.reference,
              studio.family.pipeline_class, studio.device, time.perf_counter() - started)
     demo = ui.build_demo(studio)
-    demo.queue(**queue).launch(server_name=args.host, server_port=args.port, **ui.LAUNCH_OPTIONS)
+    try:
+        demo.queue(**queue).launch(server_name=args.host, server_port=args.port, **ui.LAUNCH_OPTIONS)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        return fail(f"cannot serve the page: {error}")
     return 0
 
 

@@ -102,3 +102,15 @@ def test_cpu_offload_on_a_cpu_falls_back_with_one_log_line(tiny_folder, caplog):
     assert [record.getMessage() for record in caplog.records] == [
         "cpu_offload applies to CUDA devices only; the model stays on cpu"]
     assert studio.pipe.transformer.device.type == "cpu"
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--port", "99999"], {}, "error: argument --port: port must be from 1 to 65535, got 99999"),
+    ([], {"QUEUE_SIZE": "abc"}, "error: argument --queue-size: invalid int value: 'abc'"),
+    ([], {"DTYPE": "fp8"}, "error: dtype must be one of bf16, fp16, fp32, got 'fp8'"),
+])
+def test_bad_app_options_are_one_line_and_exit_2(args, env, message, monkeypatch, capsys):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert app.main(args) == 2
+    assert capsys.readouterr().err.startswith(message)
