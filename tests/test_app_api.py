@@ -1,14 +1,14 @@
 """The studio's API as `gradio_client` sees it, served in-process on a free local port with the
-embedded model: the `generate` endpoint, validation sentences, cancel, a full queue, serving settings."""
+embedded model: the `generate` endpoint, validation sentences, the server log, cancel, a full queue,
+serving settings."""
 from __future__ import annotations
 
 import json
-import socket
+import logging
 import threading
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -16,10 +16,13 @@ from gradio_client.utils import QueueError, Status
 from PIL import Image
 
 import ui
+from helpers.pixels import assert_within_one_level
+from helpers.servers import launch
 from helpers.waiting import wait_until
 from pipeline.metadata import read_settings, request_from_settings
 from pipeline.request import MAX_SEED, GenerationCancelled, GenerationRequest
 from pipeline.studio import Studio
+from ui.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a large red circle on the left, blue background"
@@ -38,15 +41,10 @@ def serve():
     """`serve(studio, queue_size)` -> (demo, url): the studio page on 127.0.0.1 at a free port."""
     demos = []
 
-    def serve_(studio, queue_size: int = ui.DEFAULT_QUEUE_SIZE):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        demo = ui.build_demo(studio)
-        demo.queue(**ui.queue_options(queue_size)).launch(
-            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **ui.LAUNCH_OPTIONS)
+    def serve_(studio: Engine, queue_size: int = ui.DEFAULT_QUEUE_SIZE):
+        demo, url = launch(studio, queue_size)
         demos.append(demo)
-        return demo, f"http://127.0.0.1:{port}/"
+        return demo, url
 
     yield serve_
     for demo in demos:
@@ -144,9 +142,10 @@ def test_bad_values_get_the_validation_sentence_and_the_app_keeps_serving(app, c
 
 
 class SpyStudio:
-    """The real studio, recording each step it reports and how each run ended."""
+    """The real studio, recording each step it reports and how each run ended; shaped after
+    `ui.engine.Engine`, like the studio it wraps."""
 
-    def __init__(self, studio: Studio, hold: threading.Event | None = None):
+    def __init__(self, studio: Engine, hold: threading.Event | None = None):
         self.studio, self.hold = studio, hold
         self.steps, self.outcomes = [], []
         self.limits, self.source, self.device, self.family = studio.limits, studio.source, studio.device, studio.family
@@ -167,6 +166,39 @@ class SpyStudio:
             raise
         self.outcomes.append(("done", request.steps, request.steps))
         return result
+
+
+class BrokenStudio(SpyStudio):
+    """A studio with a bug: every run fails with an exception the page does not expect."""
+
+    def generate(self, request, on_step=None):
+        raise RuntimeError("a bug in the studio")
+
+
+def test_the_studio_and_its_stand_ins_have_the_shape_the_page_needs(embedded):
+    assert isinstance(embedded, Engine)
+    assert isinstance(SpyStudio(embedded), Engine)
+
+
+def test_a_bad_value_is_one_log_line_and_a_bug_keeps_its_traceback(app, client, embedded, serve, caplog, capfd):
+    caplog.set_level(logging.INFO, logger="ui.errors")
+    capfd.readouterr()
+    for fields in ({"width": 33}, {"steps": 51}, {"prompt": "   "}):
+        with pytest.raises(AppError):
+            client.predict(**{"prompt": PROMPT, **fields}, api_name="/generate")
+    log = capfd.readouterr().err
+    print(log)
+    assert "Traceback" not in log
+    assert [record.getMessage() for record in caplog.records if record.name == "ui.errors"] == [
+        f"refused: {engine_message(prompt=PROMPT, width=33)}",
+        "refused: Value 51 is greater than maximum value 50.",
+        f"refused: {engine_message(prompt='   ')}"]
+
+    _, url = serve(BrokenStudio(embedded))
+    with pytest.raises(AppError):
+        Client(url, verbose=False).predict(prompt=PROMPT, api_name="/generate")
+    log = capfd.readouterr().err
+    assert "Traceback" in log and "RuntimeError: a bug in the studio" in log
 
 
 def test_cancel_stops_the_running_generation_between_steps(embedded, serve):
@@ -232,8 +264,7 @@ def test_visitors_waiting_together_share_one_forward_batch(app, embedded, monkey
     for path, prompt in zip(images, prompts):
         request, index = request_from_settings(read_settings(path))
         assert (request.prompt, index) == (prompt, 0)
-        alone = np.asarray(run([request])[0].images[0], dtype=int)
-        assert np.abs(np.asarray(Image.open(path), dtype=int) - alone).max() <= 1
+        assert_within_one_level(path, run([request])[0].images[0])
 
 
 def test_serving_settings(app, embedded):

@@ -1,5 +1,6 @@
-"""The UI's pure parts without a server: format sizes, control values <-> requests, the cancel
-flag, reuse of a stored PNG, and what `ui` and `app.py` import and print."""
+"""The UI's pure parts without a server: the declaration of the generate controls and the API it
+makes, format sizes, control values <-> requests, the cancel flag, reuse of a stored PNG, and what
+`ui` and `app.py` import and print."""
 from __future__ import annotations
 
 import math
@@ -12,18 +13,94 @@ import gradio as gr
 import pytest
 from PIL import Image
 
+import ui
 from pipeline.metadata import image_settings, save_png
 from pipeline.models import PRESETS
 from pipeline.postprocess import PostprocessSettings
-from pipeline.request import GenerationRequest
+from pipeline.request import GenerationRequest, GenerationResult, ModelLimits
+from ui.controls import CONTROL_NAMES, CONTROLS, POSTPROCESS, REQUIRED, defaults, in_section
+from ui.engine import Engine
 from ui.formats import CUSTOM, FORMATS, format_choices, format_for_size, format_size
 from ui.handlers import RunControl, StudioHandlers
-from ui.settings import build_postprocess, build_request, controls_from_settings, whole
+from ui.settings import build_postprocess, build_request, controls_from_request, whole
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = PRESETS["embedded"].limits
-POST_OFF = dict(denoise="off", denoise_strength=0.5, color="off", color_reference=None, color_palette="",
-                color_strength=1.0, upscale="1", upscaler=None)
+# The controls' values as a page that nobody touched sends them, for a prompt.
+UNTOUCHED = {**defaults(), "prompt": "a red circle"}
+
+
+class FakeStudio:
+    """A studio of the embedded model's shape (`ui.engine.Engine`) that draws a black picture
+    and records the requests it was given."""
+
+    def __init__(self, limits: ModelLimits = EMBEDDED):
+        self.limits = limits
+        self.source = SimpleNamespace(reference="embedded")
+        self.family = SimpleNamespace(pipeline_class="SanaPipeline")
+        self.device = "cpu"
+        self.max_batch = 4
+        self.requests = []
+
+    def generate(self, request, on_step=None) -> GenerationResult:
+        request = self.limits.resolve(request)
+        self.requests.append(request)
+        images = [Image.new("RGB", (request.width, request.height)) for _ in range(request.num_images)]
+        settings = [image_settings(request, index, model="embedded", revision="r", pipeline="SanaPipeline",
+                                   scheduler="S", device="cpu", dtype="float32") for index in range(len(images))]
+        return GenerationResult(images=images, settings=settings, timings={"denoise": 0.0}, originals=images)
+
+
+def handlers_for(tmp_path, studio: Engine | None = None) -> StudioHandlers:
+    """Handlers whose components are stand-ins named 'component NAME'."""
+    names = [*CONTROL_NAMES, "format", "status"]
+    return StudioHandlers(studio or FakeStudio(), tmp_path, {name: f"component {name}" for name in names})
+
+
+def restore(handlers: StudioHandlers, png) -> dict:
+    """What Reuse settings writes, by component name."""
+    return {component.removeprefix("component "): value for component, value in handlers.reuse_settings(str(png)).items()}
+
+
+def test_the_stand_in_studios_have_the_shape_the_page_needs():
+    assert isinstance(FakeStudio(), Engine)
+    assert not isinstance(SimpleNamespace(limits=EMBEDDED), Engine)
+
+
+def test_the_generate_endpoint_is_the_declaration_in_order_with_its_defaults(tmp_path):
+    demo = ui.build_demo(FakeStudio())
+    parameters = demo.get_api_info()["named_endpoints"]["/generate"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == list(CONTROL_NAMES) == [
+        "prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height", "num_images",
+        "denoise", "denoise_strength", "color", "color_reference", "color_palette", "color_strength", "upscale",
+        "upscaler"]
+    api_defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters if p["parameter_has_default"]}
+    # Model-dependent controls start at the model's values; every other one at its declared default.
+    assert api_defaults == {**defaults(), "steps": 8, "guidance": 2.0, "width": 64, "height": 64}
+    assert (EMBEDDED.steps.default, EMBEDDED.guidance.default) == (8, 2.0)
+    generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
+    components = {block.elem_id: block for block in generate.inputs if block.elem_id}
+    assert list(components) == [name.replace("_", "-") for name in CONTROL_NAMES]
+    assert (components["steps"].minimum, components["steps"].maximum) == (EMBEDDED.steps.min, EMBEDDED.steps.max)
+    assert components["width"].step == EMBEDDED.size_multiple
+    assert components["negative-prompt"].visible == EMBEDDED.uses_negative_prompt
+
+
+def test_every_control_is_a_request_field_a_postprocess_setting_or_the_seed_choice():
+    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess"}
+    panel = {control.name for control in in_section(POSTPROCESS)}
+    assert panel == set(PostprocessSettings.__dataclass_fields__) | {"denoise_strength"}
+    assert set(CONTROL_NAMES) == request_fields | panel | {"random_seed"}
+    assert [control.name for control in CONTROLS if control.default is REQUIRED] == ["prompt"]
+
+
+def test_generate_called_with_the_prompt_alone_uses_every_declared_default(tmp_path):
+    studio = FakeStudio()
+    images, before_after, seed, status, history, last_run = handlers_for(tmp_path, studio).generate(
+        RunControl(), [], prompt="a red circle")
+    assert studio.requests == [EMBEDDED.resolve(GenerationRequest(prompt="a red circle"))]
+    assert (seed, [caption for _, caption in images], len(history)) == (0, ["seed 0"], 1)
+    assert before_after[0] == before_after[1] == images[0][0] and "embedded" in status
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -56,41 +133,45 @@ def test_whole_numbers_pass_and_nothing_is_rounded():
     assert math.isnan(whole(float("nan")))
     assert whole(4294967295.0) == 4294967295
     with pytest.raises(ValueError, match="seed must be a whole number from 0 to 4294967295, got 7.5"):
-        build_request(prompt="x", negative_prompt="", seed=7.5, steps=8, guidance=3, width=64, height=64,
-                      num_images=1, postprocess=PostprocessSettings())
+        build_request({**UNTOUCHED, "seed": 7.5})
+    assert build_request({**UNTOUCHED, "seed": 7.0, "steps": 8.0}) == GenerationRequest(prompt="a red circle", seed=7, steps=8)
 
 
 def test_postprocess_panel_values():
-    assert build_postprocess(**POST_OFF) == PostprocessSettings()
-    settings = build_postprocess(**{**POST_OFF, "denoise": "manual", "denoise_strength": 0.25, "color": "palette",
-                                    "color_palette": "#1E88E5, #ffc107;#212121", "upscale": "4"})
+    assert build_postprocess(UNTOUCHED) == PostprocessSettings()
+    settings = build_postprocess({**UNTOUCHED, "denoise": "manual", "denoise_strength": 0.25, "color": "palette",
+                                  "color_palette": "#1E88E5, #ffc107;#212121", "upscale": "4"})
     assert (settings.denoise, settings.color, settings.upscale) == (0.25, "palette", 4)
     assert settings.color_palette == ("#1E88E5", "#ffc107", "#212121")
     # A hidden control's leftover value does not leak into the request.
-    assert build_postprocess(**{**POST_OFF, "color_palette": "#000000", "upscaler": "w.pth"}) == PostprocessSettings()
+    assert build_postprocess({**UNTOUCHED, "color_palette": "#000000", "upscaler": "w.pth"}) == PostprocessSettings()
     with pytest.raises(ValueError, match="upload the reference picture"):
-        build_postprocess(**{**POST_OFF, "color": "reference"})
+        build_postprocess({**UNTOUCHED, "color": "reference"})
     with pytest.raises(ValueError, match="give hex colours"):
-        build_postprocess(**{**POST_OFF, "color": "palette", "color_palette": " , "})
+        build_postprocess({**UNTOUCHED, "color": "palette", "color_palette": " , "})
     with pytest.raises(ValueError, match="color_strength must be in 0..1"):
-        build_postprocess(**{**POST_OFF, "color": "auto", "color_strength": 1.5})
+        build_postprocess({**UNTOUCHED, "color": "auto", "color_strength": 1.5})
 
 
-def test_controls_restore_the_request_they_came_from(tmp_path):
-    reference = tmp_path / "reference.png"
-    Image.new("RGB", (8, 8), (200, 40, 40)).save(reference)
-    request = EMBEDDED.resolve(GenerationRequest(
+def stored_request(postprocess: PostprocessSettings) -> GenerationRequest:
+    return EMBEDDED.resolve(GenerationRequest(
         prompt="a big yellow square", negative_prompt="blur", seed=4294967290, steps=12, guidance=4.5, width=96,
-        height=64, num_images=3, postprocess=PostprocessSettings(denoise=0.3, color="reference",
-                                                                 color_reference=str(reference), upscale=2)))
-    settings = image_settings(request, 2, model="embedded", revision="r", pipeline="SanaPipeline",
-                              scheduler="S", device="cpu", dtype="float32")
-    controls = controls_from_settings(settings, request)
-    restored = build_request(
-        postprocess=build_postprocess(**{name: controls[name] for name in POST_OFF}),
-        **{name: controls[name] for name in ("prompt", "negative_prompt", "seed", "steps", "guidance", "width",
-                                             "height", "num_images")})
-    assert restored == request
+        height=64, num_images=3, postprocess=postprocess))
+
+
+def test_controls_restore_the_request_they_came_from_once_its_files_are_uploaded_again(tmp_path):
+    reference, weights = tmp_path / "reference.png", tmp_path / "x2.pth"
+    request = stored_request(PostprocessSettings(denoise=0.3, color="reference", color_reference=str(reference),
+                                                 color_strength=0.7, upscale=2, upscaler=str(weights)))
+    values = controls_from_request(request)
+    assert set(values) == set(CONTROL_NAMES)
+    assert (values["color_reference"], values["upscaler"]) == (None, None)  # never a path of this server
+    with pytest.raises(ValueError, match="upload the reference picture"):
+        build_request(values)
+    assert build_request({**values, "color_reference": str(reference), "upscaler": str(weights)}) == request
+
+    plain = stored_request(PostprocessSettings(color="palette", color_palette=("#102030",), upscale=4))
+    assert build_request(controls_from_request(plain)) == plain
 
 
 def test_cancel_marks_only_runs_already_started():
@@ -103,32 +184,51 @@ def test_cancel_marks_only_runs_already_started():
     assert not control.is_cancelled(second)
 
 
-def fake_studio():
-    return SimpleNamespace(limits=EMBEDDED, source=SimpleNamespace(reference="embedded"), device="cpu",
-                           family=SimpleNamespace(pipeline_class="SanaPipeline"))
-
-
 def test_reuse_settings_restores_every_control_and_refuses_other_pngs(tmp_path):
-    names = ["prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height",
-             "num_images", "format", "status", *POST_OFF]
-    controls = {name: f"component {name}" for name in names}
-    handlers = StudioHandlers(fake_studio(), tmp_path, controls)
+    handlers = handlers_for(tmp_path)
     request = EMBEDDED.resolve(GenerationRequest(prompt="a red circle", seed=9, width=64, height=96, num_images=2))
     settings = image_settings(request, 1, model="embedded", revision="r", pipeline="SanaPipeline",
                               scheduler="S", device="cpu", dtype="float32")
     png = save_png(Image.new("RGB", (64, 96)), settings, tmp_path / "made-here.png")
 
-    restored = {component.removeprefix("component "): value
-                for component, value in handlers.reuse_settings(str(png)).items()}
-    assert set(restored) == set(names)
+    restored = restore(handlers, png)
+    assert set(restored) == {*CONTROL_NAMES, "format", "status"}
     assert (restored["prompt"], restored["seed"], restored["num_images"]) == ("a red circle", 9, 2)
     assert (restored["width"], restored["height"], restored["format"]) == (64, 96, "photo-portrait")
     assert "image 2 of a batch of 2 (seed 10)" in restored["status"]
+    assert restored["status"].endswith("; press Generate")
 
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
     with pytest.raises(gr.Error, match="holds no studio settings"):
         handlers.reuse_settings(str(plain))
+
+
+def test_reuse_settings_of_a_png_whose_colour_reference_is_gone_asks_for_the_file(tmp_path):
+    reference = tmp_path / "folder" / "brand colours.png"
+    reference.parent.mkdir()
+    Image.new("RGB", (8, 8), (30, 60, 200)).save(reference)
+    request = EMBEDDED.resolve(GenerationRequest(
+        prompt="a green triangle", seed=31, steps=5, num_images=1,
+        postprocess=PostprocessSettings(color="reference", color_reference=str(reference), color_strength=0.6)))
+    settings = image_settings(request, 0, model="embedded", revision="r", pipeline="SanaPipeline",
+                              scheduler="S", device="cpu", dtype="float32")
+    png = save_png(Image.new("RGB", (64, 64)), settings, tmp_path / "made-here.png")
+    reference.unlink()
+    handlers = handlers_for(tmp_path)
+
+    with pytest.warns(UserWarning) as warned:
+        restored = restore(handlers, png)
+    print(restored["status"], "|", warned[0].message)
+    assert (restored["prompt"], restored["seed"], restored["steps"]) == ("a green triangle", 31, 5)
+    assert (restored["color"], restored["color_strength"], restored["color_reference"]) == ("reference", 0.6, None)
+    for text in (restored["status"], str(warned[0].message)):
+        assert "'brand colours.png'" in text and str(reference.parent) not in text
+    assert "upload the colour reference 'brand colours.png' again" in restored["status"]
+
+    # Generate before the file is uploaded again: the sentence that asks for it.
+    with pytest.raises(gr.Error, match="upload the reference picture"):
+        handlers.generate(RunControl(), [], **{name: restored[name] for name in CONTROL_NAMES})
 
 
 def test_ui_imports_no_torch_and_app_reports_a_missing_model_in_one_line():

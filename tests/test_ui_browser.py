@@ -10,19 +10,16 @@ import io
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from pipeline.metadata import read_settings
+from helpers.pixels import largest_difference
+from helpers.servers import app_process
+from pipeline.metadata import read_settings, save_png
+from pipeline.postprocess import PostprocessSettings
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +29,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 START_TIMEOUT_S = 240  # loading the model on a busy 2-core machine
 RUN_TIMEOUT_MS = 120_000
 PROMPT = "a large red circle on the left, blue background"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,37 +44,13 @@ def app_url(tmp_path_factory):
     """`python app.py` on the embedded model, listening on 127.0.0.1 at a free port."""
     if not (ROOT / "assets" / "model" / "model_index.json").is_file():
         pytest.fail("the embedded model is missing: assets/model/model_index.json does not exist")
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"app.py exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app.py did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()}")
-                time.sleep(0.5)
+    with app_process(log_path, START_TIMEOUT_S) as url:
         startup = log_path.read_text()
         print(startup)
         # The start-up log line says what was loaded and how long it took.
         assert re.search(r"model embedded \(SanaPipeline\) ready on cpu in [\d.]+ s", startup), startup
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +166,21 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
 
     urls = generate(page)
     regenerated, _ = fetch_image(page, urls[0])
-    assert np.array_equal(np.asarray(regenerated.convert("RGB")), np.asarray(Image.open(downloaded).convert("RGB")))
+    assert largest_difference(regenerated, downloaded) == 0
     page.screenshot(path=screenshots / "05-regenerated.png", full_page=True)
+
+    # A PNG whose colour reference is a file of another machine: the settings come back, the file
+    # is asked for by name, and the reference image stays empty.
+    post = PostprocessSettings(color="reference", color_reference="/elsewhere/brand palette.png")
+    elsewhere = save_png(Image.open(downloaded), {**settings, "postprocess": post.to_dict()}, tmp_path / "elsewhere.png")
+    page.locator("#reuse-file").get_by_role("button", name=re.compile("clear", re.IGNORECASE)).click()
+    page.set_input_files("#reuse-file input[type=file]", elsewhere)
+    expect(page.locator("#status")).to_contain_text("upload the colour reference 'brand palette.png' again")
+    expect(page.get_by_text("used the colour reference 'brand palette.png'")).to_be_visible()
+    page.click("#postprocess button.label-wrap")
+    expect(page.locator("#color-reference")).to_be_visible()
+    expect(page.locator("#color-reference img")).to_have_count(0)
+    page.screenshot(path=screenshots / "05b-reference-asked-for.png", full_page=True)
 
 
 def test_cancel_stops_the_run_and_the_next_one_works(app_url, open_session, screenshots):

@@ -1,12 +1,14 @@
 """One function per event of the studio page; the layout and wiring are in `ui.layout`.
 
-The handlers talk to one `Studio` (the engine's pipeline object) and keep nothing per visitor:
-what belongs to a browser session (its history, its last run, its cancel flag) arrives as
-`gr.State` inputs and leaves as outputs. Bad input becomes a `gr.Error` carrying the engine's
-sentence; the app keeps serving.
+The handlers talk to one studio (the engine's pipeline object, as `ui.engine.Engine` describes
+it) and keep nothing per visitor: what belongs to a browser session (its history, its last run,
+its cancel flag) arrives as `gr.State` inputs and leaves as outputs. Bad input becomes a
+`gr.Error` carrying the engine's sentence (`ui.errors.refuse`); the app keeps serving.
 """
 from __future__ import annotations
 
+import html
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,8 +18,11 @@ import gradio as gr
 
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.request import CANCEL, MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
+from ui.controls import OFF, takes_controls
+from ui.engine import Engine
+from ui.errors import refuse
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
-from ui.settings import OFF, build_postprocess, build_request, controls_from_settings, describe_source
+from ui.settings import build_request, controls_from_request, describe_source, files_to_upload
 
 # Newest first; older entries drop off so one long session cannot grow without bound.
 HISTORY_LIMIT = 48
@@ -57,7 +62,7 @@ class ImagePair:
 class StudioHandlers:
     """The event functions, bound to one studio and the folder where its PNGs are written."""
 
-    def __init__(self, studio, output_dir: Path, controls: dict):
+    def __init__(self, studio: Engine, output_dir: Path, controls: dict):
         self.studio = studio
         self.output_dir = Path(output_dir)
         # name -> component, for handlers that restore every control at once
@@ -65,10 +70,8 @@ class StudioHandlers:
 
     # -- generate -------------------------------------------------------------------------
 
-    def generate(self, prompt, run_control: RunControl, history: list, negative_prompt="", seed=0,
-                 random_seed=False, steps=None, guidance=None, width=None, height=None, num_images=1,
-                 denoise=OFF, denoise_strength=0.5, color=OFF, color_reference=None, color_palette="",
-                 color_strength=1.0, upscale="1", upscaler=None, progress=gr.Progress()):
+    @takes_controls
+    def generate(self, run_control: RunControl, history: list, progress=gr.Progress(), **values):
         """Generate images from a prompt.
 
         Returns the images (PNGs with their settings inside, captioned with their seeds), the first
@@ -77,12 +80,7 @@ class StudioHandlers:
         """
         # Up to `studio.max_batch` of these run at once, one per visitor; the studio serves the
         # requests that wait for the device together as one forward batch.
-        request = self._request(
-            prompt=prompt, negative_prompt=negative_prompt, seed=seed, random_seed=random_seed, steps=steps,
-            guidance=guidance, width=width, height=height, num_images=num_images,
-            postprocess=dict(denoise=denoise, denoise_strength=denoise_strength, color=color,
-                             color_reference=color_reference, color_palette=color_palette,
-                             color_strength=color_strength, upscale=upscale, upscaler=upscaler))
+        request = self._request(values)
         result = self._run(request, run_control, progress)
         return self._present(request, result, history)
 
@@ -99,9 +97,11 @@ class StudioHandlers:
             return self.studio.generate(request, on_step=on_step)
         except GenerationCancelled as cancelled:
             # The browser has already dropped this run; an API caller gets the sentence.
-            raise gr.Error(str(cancelled)) from None
-        except (ValueError, GenerationFailed) as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(cancelled)) from None
+        except ValueError as error:
+            raise refuse(str(error)) from None
+        except GenerationFailed as error:
+            raise refuse(str(error), logging.WARNING) from None
 
     def _present(self, request: GenerationRequest, result, history: list):
         pairs = self._save(result)
@@ -109,15 +109,14 @@ class StudioHandlers:
         history = (gallery + list(history or []))[:HISTORY_LIMIT]
         return gallery, (pairs[0].before, pairs[0].path), request.seed, self._status(result.timings), history, pairs
 
-    def _request(self, *, random_seed: bool, postprocess: dict, **controls) -> GenerationRequest:
+    def _request(self, values: dict) -> GenerationRequest:
         try:
-            post = build_postprocess(**postprocess)
-            if random_seed:
+            if values["random_seed"]:
                 # Low enough that every image of a full batch (seed, seed+1, ...) stays in range.
-                controls["seed"] = secrets.randbelow(MAX_SEED - MAX_IMAGES + 2)
-            return build_request(postprocess=post, **controls)
+                values = {**values, "seed": secrets.randbelow(MAX_SEED - MAX_IMAGES + 2)}
+            return build_request(values)
         except ValueError as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(error)) from None
 
     def _save(self, result) -> list[ImagePair]:
         folder = self.output_dir / uuid.uuid4().hex
@@ -183,21 +182,37 @@ class StudioHandlers:
     # -- reuse settings -------------------------------------------------------------------
 
     def reuse_settings(self, png):
-        """A PNG made here dropped in: restore every control so that Generate redraws it exactly."""
+        """A PNG made here dropped in: restore every control so that Generate redraws it exactly.
+
+        The files its settings name (a colour reference, a learned upscaler) are not restored; the
+        status line and a warning ask for them by name.
+        """
         if not png:
             return {}
         try:
             settings = read_settings(png)
             request, _ = request_from_settings(settings)
         except ValueError as error:
-            raise gr.Error(str(error)) from None
+            raise refuse(str(error)) from None
         if settings.get("model") != self.studio.source.reference:
-            gr.Warning(f"This image was made with {settings.get('model')!r}; this studio runs "
-                       f"{self.studio.source.reference!r}, so the pixels will differ.")
-        values = controls_from_settings(settings, request)
+            warn(f"This image was made with {settings.get('model')!r}; this studio runs "
+                 f"{self.studio.source.reference!r}, so the pixels will differ.")
+        values = controls_from_request(request)
         updates = {self.controls[name]: value for name, value in values.items()}
         updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
-        updates[self.controls["status"]] = (f"{self._status()} · settings restored from {describe_source(settings)}; "
-                                            "press Generate")
+        status = f"{self._status()} · settings restored from {describe_source(settings)}"
+        files = files_to_upload(request.postprocess)
+        if files:
+            named = " and ".join(files)
+            warn(f"This image's settings used {named}: upload {'it' if len(files) == 1 else 'them'} again "
+                 "under Post-processing to redraw the image exactly.")
+            status += f"; upload {named} again under Post-processing, then press Generate"
+        else:
+            status += "; press Generate"
+        updates[self.controls["status"]] = status
         return updates
 
+
+def warn(message: str) -> None:
+    """A warning to the visitor; gradio shows it as HTML, and names in it come from an uploaded file."""
+    gr.Warning(html.escape(message, quote=False))

@@ -3,21 +3,24 @@
     demo = build_demo(studio)
     demo.queue(**queue_options(max_size=16)).launch(**LAUNCH_OPTIONS)
 
-Generation has one API endpoint, `generate`, behind both Enter in the prompt and the Generate
-button; `cancel` stops the caller's own running generation; every other event is private to the
-page.
+The generate controls are built from their declaration (`ui.controls.CONTROLS`), each in its
+section of the page. Generation has one API endpoint, `generate`, behind both Enter in the prompt
+and the Generate button, whose parameters are the controls in declaration order; `cancel` stops
+the caller's own running generation; every other event is private to the page.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from pipeline.request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED
+from pipeline.request import ModelLimits
+from ui.controls import CONTROLS, POSTPROCESS, in_section
+from ui.engine import Engine
 from ui.formats import format_choices, format_for_size
 from ui.handlers import RunControl, StudioHandlers
-from ui.settings import COLOR_MODES, DENOISE_MODES, OFF, UPSCALE_CHOICES
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "studio.css"
@@ -45,112 +48,119 @@ def queue_options(max_size: int = DEFAULT_QUEUE_SIZE) -> dict:
     return {"max_size": max_size, "default_concurrency_limit": 1}
 
 
-def build_demo(studio) -> gr.Blocks:
+@dataclass(frozen=True)
+class Page:
+    """The components the wiring connects. `controls`: the generate inputs, by control name."""
+
+    controls: dict[str, gr.components.Component]
+    status: gr.Markdown
+    run: gr.Button
+    cancel: gr.Button
+    image_format: gr.Dropdown
+    reuse: gr.File
+    gallery: gr.Gallery
+    comparison: gr.ImageSlider
+    history_gallery: gr.Gallery
+    run_control: gr.State
+    history: gr.State
+    last_run: gr.State
+
+    @property
+    def restorable(self) -> dict[str, gr.components.Component]:
+        """What Reuse settings writes to, by name: the controls, the format and the status line."""
+        return {**self.controls, "format": self.image_format, "status": self.status}
+
+
+def build_demo(studio: Engine) -> gr.Blocks:
     """The Blocks app for one loaded studio."""
-    limits = studio.limits
-    examples = json.loads(EXAMPLES_PATH.read_text(encoding="utf-8"))
-
     with gr.Blocks(title="Studio", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
-        run_control = gr.State(RunControl())
-        history = gr.State([])
-        last_run = gr.State([])
-
-        gr.Markdown("# Studio\nType what you want to see, pick a format, press **Generate**.")
-        status = gr.Markdown(label="Status", elem_id="status")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
-                prompt = gr.Textbox(label="Prompt", lines=1, max_lines=4, max_length=MAX_PROMPT_CHARS, elem_id="prompt",
-                                    placeholder="a large red circle on the left, blue background  (Enter generates)")
-                negative_prompt = gr.Textbox("", label="Negative prompt", max_length=MAX_PROMPT_CHARS,
-                                             placeholder="what to avoid", visible=limits.uses_negative_prompt)
-                with gr.Row():
-                    run = gr.Button("Generate", variant="primary", elem_id="generate")
-                    cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                gr.Examples(examples=[[example["prompt"]] for example in examples], inputs=[prompt],
-                            label="Examples")
-                image_format = gr.Dropdown(format_choices(limits), label="Format",
-                                           value=format_for_size(limits.default_width, limits.default_height, limits),
-                                           elem_id="format")
-                with gr.Row():
-                    width = gr.Number(limits.default_width, label="Width", minimum=limits.size_multiple,
-                                      step=limits.size_multiple, elem_id="width",
-                                      info=f"multiple of {limits.size_multiple}")
-                    height = gr.Number(limits.default_height, label="Height", minimum=limits.size_multiple,
-                                       step=limits.size_multiple, elem_id="height",
-                                       info=f"at most {limits.max_pixels:,} pixels")
-                num_images = gr.Slider(1, MAX_IMAGES, 1, step=1, label="Number of images",
-                                       info="image k uses seed + k", elem_id="num-images")
-                with gr.Accordion("Seed, steps and guidance", open=True):
-                    with gr.Row():
-                        seed = gr.Slider(0, MAX_SEED, 0, step=1, label="Seed", scale=3, elem_id="seed",
-                                         info="after each run: the seed it used")
-                        random_seed = gr.Checkbox(False, label="Random seed", scale=1, elem_id="random-seed")
-                    steps = gr.Slider(limits.steps.min, limits.steps.max, limits.steps.default, step=1,
-                                      label="Steps", elem_id="steps")
-                    guidance = gr.Slider(
-                        limits.guidance.min, max(limits.guidance.max, limits.guidance.min + 0.1),
-                        limits.guidance.default, step=0.1, label="Guidance", elem_id="guidance",
-                        interactive=limits.uses_guidance,
-                        info=None if limits.uses_guidance else "This model does not use guidance.")
-                with gr.Accordion("Post-processing", open=False, elem_id="postprocess"):
-                    denoise = gr.Radio(list(DENOISE_MODES), value=OFF, label="Denoise")
-                    denoise_strength = gr.Slider(0, 1, 0.5, step=0.05, label="Denoise strength", visible=False)
-                    color = gr.Radio(list(COLOR_MODES), value=OFF, label="Colour correction")
-                    color_reference = gr.Image(type="filepath", sources=["upload"], label="Reference image",
-                                               visible=False, height=160)
-                    color_palette = gr.Textbox("", label="Palette", placeholder="#1E88E5, #FFC107, #212121",
-                                               visible=False)
-                    color_strength = gr.Slider(0, 1, 1, step=0.05, label="Colour strength", visible=False)
-                    upscale = gr.Radio(list(UPSCALE_CHOICES), value="1", label="Upscale")
-                    upscaler = gr.File(label="Learned upscaler weights (.safetensors or .pth, optional)",
-                                       file_types=[".safetensors", ".pth"], visible=False, height=80)
-                with gr.Accordion("Reuse settings", open=False, elem_id="reuse"):
-                    reuse = gr.File(label="Drop a PNG made by this studio", file_types=[".png"],
-                                    elem_id="reuse-file", height=100)
-            with gr.Column(scale=3, min_width=320):
-                gallery = gr.Gallery(label="Results", format="png", columns=2, height=720, object_fit="contain",
-                                     buttons=["download", "fullscreen"], interactive=False, elem_id="results")
-                comparison = gr.ImageSlider(label="Before / after", format="png", type="filepath",
-                                            visible=False, interactive=False, elem_id="comparison")
-                history_gallery = gr.Gallery(label="History (this browser session, newest first)", format="png",
-                                             columns=8, height=220, object_fit="contain", interactive=False, fit_columns=False,
-                                             buttons=["download"], elem_id="history")
-
-        controls = {
-            "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "random_seed": random_seed,
-            "steps": steps, "guidance": guidance, "width": width, "height": height, "num_images": num_images,
-            "denoise": denoise, "denoise_strength": denoise_strength, "color": color,
-            "color_reference": color_reference, "color_palette": color_palette, "color_strength": color_strength,
-            "upscale": upscale, "upscaler": upscaler, "format": image_format, "status": status,
-        }
-        handlers = StudioHandlers(studio, Path(demo.GRADIO_CACHE) / "studio", controls)
-
-        generate_event = gr.on(
-            triggers=[prompt.submit, run.click], fn=handlers.generate,
-            inputs_kwargs={**{name: controls[name] for name in (
-                "prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height",
-                "num_images", "denoise", "denoise_strength", "color", "color_reference", "color_palette",
-                "color_strength", "upscale", "upscaler")},
-                "run_control": run_control, "history": history},
-            outputs=[gallery, comparison, seed, status, history, last_run],
-            api_name="generate", concurrency_limit=studio.max_batch, concurrency_id=DEVICE_QUEUE,
-            show_progress_on=gallery)
-        generate_event.then(handlers.show_run, inputs=[history, last_run], outputs=[history_gallery, comparison],
-                            api_visibility="private", queue=False, show_progress="hidden")
-        cancel.click(handlers.cancel, inputs=run_control, outputs=status, cancels=[generate_event],
-                     api_name="cancel", queue=False)
-
-        image_format.input(handlers.apply_format, inputs=image_format, outputs=[width, height],
-                           api_visibility="private", queue=False, show_progress="hidden")
-        gr.on(triggers=[width.input, height.input], fn=handlers.match_format, inputs=[width, height],
-              outputs=image_format, api_visibility="private", queue=False, show_progress="hidden")
-        gr.on(triggers=[denoise.change, color.change, upscale.change], fn=handlers.show_postprocess_controls,
-              inputs=[denoise, color, upscale],
-              outputs=[denoise_strength, color_reference, color_palette, color_strength, upscaler],
-              api_visibility="private", queue=False, show_progress="hidden")
-        gallery.select(handlers.show_comparison, inputs=last_run, outputs=comparison,
-                       api_visibility="private", queue=False, show_progress="hidden")
-        reuse.upload(handlers.reuse_settings, inputs=reuse, outputs=list(controls.values()),
-                     api_visibility="private", queue=False)
-        demo.load(handlers.status, outputs=status, api_visibility="private", queue=False)
+        page = build_page(studio.limits)
+        handlers = StudioHandlers(studio, Path(demo.GRADIO_CACHE) / "studio", page.restorable)
+        wire(demo, page, handlers, studio.max_batch)
     return demo
+
+
+def build_page(limits: ModelLimits) -> Page:
+    """Lay out the page inside the current Blocks: settings on the left, pictures on the right."""
+    # Per browser session: its cancel flag, its history, its last run.
+    states = gr.State(RunControl()), gr.State([]), gr.State([])
+    gr.Markdown("# Studio\nType what you want to see, pick a format, press **Generate**.")
+    status = gr.Markdown(label="Status", elem_id="status")
+    controls = {}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=320):
+            run, cancel, image_format, reuse = build_settings(limits, controls)
+        with gr.Column(scale=3, min_width=320):
+            gallery = gr.Gallery(label="Results", format="png", columns=2, height=720, object_fit="contain",
+                                 buttons=["download", "fullscreen"], interactive=False, elem_id="results")
+            comparison = gr.ImageSlider(label="Before / after", format="png", type="filepath",
+                                        visible=False, interactive=False, elem_id="comparison")
+            history_gallery = gr.Gallery(label="History (this browser session, newest first)", format="png",
+                                         columns=8, height=220, object_fit="contain", interactive=False,
+                                         fit_columns=False, buttons=["download"], elem_id="history")
+    return Page(controls=controls, status=status, run=run, cancel=cancel, image_format=image_format, reuse=reuse,
+                gallery=gallery, comparison=comparison, history_gallery=history_gallery, run_control=states[0],
+                history=states[1], last_run=states[2])
+
+
+def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.Button, gr.Dropdown, gr.File]:
+    """The left column: every generate control (into `controls`, by name), the buttons, the format
+    presets and the Reuse settings drop zone."""
+
+    def place(section: str) -> None:
+        for control in in_section(section):
+            controls[control.name] = control.build(limits)
+
+    place("text")
+    with gr.Row():
+        run = gr.Button("Generate", variant="primary", elem_id="generate")
+        cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    examples = json.loads(EXAMPLES_PATH.read_text(encoding="utf-8"))
+    gr.Examples(examples=[[example["prompt"]] for example in examples], inputs=[controls["prompt"]], label="Examples")
+    image_format = gr.Dropdown(format_choices(limits), label="Format", elem_id="format",
+                               value=format_for_size(limits.default_width, limits.default_height, limits))
+    with gr.Row():
+        place("size")
+    place("count")
+    with gr.Accordion("Seed, steps and guidance", open=True):
+        with gr.Row():
+            place("seed")
+        place("sampling")
+    with gr.Accordion("Post-processing", open=False, elem_id="postprocess"):
+        place(POSTPROCESS)
+    with gr.Accordion("Reuse settings", open=False, elem_id="reuse"):
+        reuse = gr.File(label="Drop a PNG made by this studio", file_types=[".png"], elem_id="reuse-file", height=100)
+    missing = [control.name for control in CONTROLS if control.name not in controls]
+    if missing:
+        raise RuntimeError(f"controls declared in a section the page does not place: {', '.join(missing)}")
+    return run, cancel, image_format, reuse
+
+
+def wire(demo: gr.Blocks, page: Page, handlers: StudioHandlers, max_batch: int) -> None:
+    """Connect the events of `page` to `handlers`."""
+    controls, quiet = page.controls, {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+    generate_event = gr.on(
+        triggers=[controls["prompt"].submit, page.run.click], fn=handlers.generate,
+        inputs_kwargs={**{control.name: controls[control.name] for control in CONTROLS},
+                       "run_control": page.run_control, "history": page.history},
+        outputs=[page.gallery, page.comparison, controls["seed"], page.status, page.history, page.last_run],
+        api_name="generate", concurrency_limit=max_batch, concurrency_id=DEVICE_QUEUE,
+        show_progress_on=page.gallery)
+    generate_event.then(handlers.show_run, inputs=[page.history, page.last_run],
+                        outputs=[page.history_gallery, page.comparison], **quiet)
+    page.cancel.click(handlers.cancel, inputs=page.run_control, outputs=page.status, cancels=[generate_event],
+                      api_name="cancel", queue=False)
+
+    size = [controls["width"], controls["height"]]
+    page.image_format.input(handlers.apply_format, inputs=page.image_format, outputs=size, **quiet)
+    gr.on(triggers=[box.input for box in size], fn=handlers.match_format, inputs=size, outputs=page.image_format,
+          **quiet)
+    modes = [controls["denoise"], controls["color"], controls["upscale"]]
+    gr.on(triggers=[mode.change for mode in modes], fn=handlers.show_postprocess_controls, inputs=modes,
+          outputs=[controls[name] for name in ("denoise_strength", "color_reference", "color_palette",
+                                               "color_strength", "upscaler")], **quiet)
+    page.gallery.select(handlers.show_comparison, inputs=page.last_run, outputs=page.comparison, **quiet)
+    # Queued, so that its warnings reach the visitor (Gradio shows `gr.Warning` only in queued events).
+    page.reuse.upload(handlers.reuse_settings, inputs=page.reuse, outputs=list(page.restorable.values()),
+                      api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    demo.load(handlers.status, outputs=page.status, api_visibility="private", queue=False)

@@ -1,23 +1,26 @@
-"""Between the studio's controls and the engine's settings, in both directions.
+"""Between the generate controls' values and the engine's settings, in both directions.
 
-`build_request` turns control values into a `GenerationRequest` by keyword; `controls_from_settings`
-turns the settings stored in a PNG back into control values. Neither knows about gradio: the
-engine's `ValueError` sentences pass through unchanged for the handlers to show.
+`build_request` turns the values (by control name, see `ui.controls.CONTROLS`) into a
+`GenerationRequest`; `controls_from_request` turns a stored picture's request back into values.
+Neither knows about gradio: the engine's `ValueError` sentences pass through unchanged for the
+handlers to show.
 """
 from __future__ import annotations
 
+import dataclasses
+import ntpath
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 from pipeline.postprocess import PostprocessSettings
 from pipeline.request import GenerationRequest
+from ui.controls import CONTROL_NAMES, OFF, POSTPROCESS, defaults, in_section
 
-OFF = "off"
-DENOISE_MODES = (("Off", OFF), ("Auto (estimate the noise)", "auto"), ("Strength", "manual"))
-COLOR_MODES = (("Off", OFF), ("Auto (white balance + levels)", "auto"), ("Match a reference image", "reference"),
-               ("Brand palette", "palette"))
-# Radio values are strings so the API documents them plainly; the engine takes the int.
-UPSCALE_CHOICES = (("Off", "1"), ("x2", "2"), ("x4", "4"))
+# The controls that are `GenerationRequest` fields of the same name; the post-processing panel's
+# controls make its `postprocess` field, and random_seed chooses the seed.
+REQUEST_CONTROLS = tuple(field.name for field in dataclasses.fields(GenerationRequest) if field.name in CONTROL_NAMES)
+POSTPROCESS_CONTROLS = tuple(control.name for control in in_section(POSTPROCESS))
 PALETTE_SEPARATOR = re.compile(r"[\s,;]+")
 
 
@@ -37,56 +40,60 @@ def parse_palette(text: str | None) -> tuple[str, ...]:
     return tuple(part for part in PALETTE_SEPARATOR.split(text or "") if part)
 
 
-def build_postprocess(*, denoise: str, denoise_strength: float, color: str, color_reference: str | None,
-                      color_palette: str, color_strength: float, upscale: str,
-                      upscaler: str | None) -> PostprocessSettings:
+def build_postprocess(values: Mapping[str, Any]) -> PostprocessSettings:
     """The post-processing panel's values as engine settings; ValueError on a bad combination."""
-    if color == "reference" and not color_reference:
+    denoise, color, upscale = values["denoise"], values["color"], int(values["upscale"])
+    if color == "reference" and not values["color_reference"]:
         raise ValueError("color_reference is needed for 'Match a reference image': upload the reference picture")
-    if color == "palette" and not parse_palette(color_palette):
+    if color == "palette" and not parse_palette(values["color_palette"]):
         raise ValueError("color_palette is needed for 'Brand palette': give hex colours like #1E88E5, #FFC107")
+    # A hidden control's leftover value does not leak into the settings.
     return PostprocessSettings(
-        denoise=None if denoise == OFF else "auto" if denoise == "auto" else denoise_strength,
+        denoise=None if denoise == OFF else "auto" if denoise == "auto" else values["denoise_strength"],
         color=None if color == OFF else color,
-        color_reference=color_reference if color == "reference" else None,
-        color_palette=parse_palette(color_palette) if color == "palette" else (),
-        color_strength=color_strength,
-        upscale=int(upscale),
-        upscaler=upscaler if int(upscale) != 1 and upscaler else None)
+        color_reference=values["color_reference"] if color == "reference" else None,
+        color_palette=parse_palette(values["color_palette"]) if color == "palette" else (),
+        color_strength=values["color_strength"],
+        upscale=upscale,
+        upscaler=values["upscaler"] if upscale != 1 and values["upscaler"] else None)
 
 
-def build_request(*, prompt: str, negative_prompt: str, seed, steps, guidance, width, height, num_images,
-                  postprocess: PostprocessSettings) -> GenerationRequest:
-    """The request the controls describe; ValueError (naming the field) when a value is out of range."""
-    return GenerationRequest(
-        prompt=prompt, negative_prompt=negative_prompt or "", seed=whole(seed), steps=whole(steps),
-        guidance=guidance, width=whole(width), height=whole(height), num_images=whole(num_images),
-        postprocess=postprocess)
+def build_request(values: Mapping[str, Any]) -> GenerationRequest:
+    """The request the controls describe (the seed as given: random_seed is the handler's);
+    ValueError (naming the field) when a value is out of range."""
+    postprocess = build_postprocess(values)
+    fields = {name: whole(values[name]) for name in REQUEST_CONTROLS}
+    fields["negative_prompt"] = fields["negative_prompt"] or ""
+    return GenerationRequest(**fields, postprocess=postprocess)
 
 
-def controls_from_settings(settings: dict, request: GenerationRequest) -> dict:
-    """Control values, by control name, that regenerate `request` (a stored image's whole batch)."""
+def controls_from_request(request: GenerationRequest) -> dict[str, Any]:
+    """Control values, by control name, that regenerate `request` (a stored image's whole batch).
+
+    The colour reference and the upscaler are left empty: the paths a picture's settings name are
+    files of the machine that made it, and a path given to a component is a file the page serves.
+    `files_to_upload` names what the visitor has to upload again.
+    """
     post = request.postprocess
     denoise = OFF if post.denoise is None else "auto" if post.denoise == "auto" else "manual"
     return {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "seed": request.seed,
-        "random_seed": False,
-        "steps": request.steps,
-        "guidance": request.guidance,
-        "width": request.width,
-        "height": request.height,
-        "num_images": request.num_images,
+        **defaults(),
+        **{name: getattr(request, name) for name in REQUEST_CONTROLS},
         "denoise": denoise,
-        "denoise_strength": post.denoise if denoise == "manual" else 0.5,
+        "denoise_strength": post.denoise if denoise == "manual" else defaults()["denoise_strength"],
         "color": post.color or OFF,
-        "color_reference": post.color_reference,
         "color_palette": ", ".join(post.color_palette),
         "color_strength": post.color_strength,
         "upscale": str(post.upscale),
-        "upscaler": post.upscaler,
     }
+
+
+def files_to_upload(post: PostprocessSettings) -> list[str]:
+    """What the settings used from files that Reuse settings does not restore, e.g.
+    ["the colour reference 'brand.png'"]; only the file's base name, never its folder."""
+    files = [("the colour reference", post.color_reference), ("the learned upscaler", post.upscaler)]
+    # ntpath splits at both / and \, so a path written on Windows loses its folders too.
+    return [f"{what} {ntpath.basename(path)!r}" for what, path in files if path]
 
 
 def describe_source(settings: dict) -> str:

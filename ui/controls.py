@@ -1,0 +1,159 @@
+"""The generate inputs, declared once.
+
+Each `Control` is one input of the `generate` event: a component on the page and a parameter of
+the `/generate` API endpoint, both named `name`. It carries its kind of component, its label, its
+default, its static limits, its description (`info`, shown under it) and the section of the page
+it sits in. What depends on the loaded model (the step and guidance ranges, the default size)
+comes from the model's `ModelLimits` when the page is built (`per_model`).
+
+`CONTROLS` is read by the layout (which builds each control in its section), the wiring (the
+event's inputs, in this order: the API page's order), `StudioHandlers.generate` (which receives
+the values by name, see `takes_controls`), `ui.settings` (values <-> requests) and the tests.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import gradio as gr
+
+from pipeline.request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, ModelLimits
+from ui.errors import refuse_quietly
+
+OFF = "off"
+DENOISE_MODES = (("Off", OFF), ("Auto (estimate the noise)", "auto"), ("Strength", "manual"))
+COLOR_MODES = (("Off", OFF), ("Auto (white balance + levels)", "auto"), ("Match a reference image", "reference"),
+               ("Brand palette", "palette"))
+# Radio values are strings so the API documents them plainly; the engine takes the int.
+UPSCALE_CHOICES = (("Off", "1"), ("x2", "2"), ("x4", "4"))
+# A control with this default is a required parameter of the API (its component starts empty).
+REQUIRED = inspect.Parameter.empty
+# The section whose controls are the post-processing panel, which `ui.settings` turns into
+# `PostprocessSettings`; the other sections' controls are fields of `GenerationRequest` (and
+# random_seed, which chooses the seed).
+POSTPROCESS = "postprocess"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Control:
+    """One generate input. `default` is the API's default and what Reuse settings falls back to;
+    None for a model-dependent value means "the model's default", as in `GenerationRequest`."""
+
+    name: str
+    kind: type[gr.components.Component]
+    label: str
+    section: str
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[tuple[str, str], ...] = ()
+    info: str | None = None
+    # Other component arguments that do not depend on the model (lines, placeholder, file types, ...).
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # Component arguments that depend on the model: value, limits, visibility.
+    per_model: Callable[[ModelLimits], dict[str, Any]] | None = None
+
+    def build(self, limits: ModelLimits) -> gr.components.Component:
+        """The component for a model with these limits."""
+        arguments = {"label": self.label, "elem_id": self.name.replace("_", "-"),
+                     "value": None if self.default is REQUIRED else self.default, **self.options}
+        static = {"minimum": self.minimum, "maximum": self.maximum, "step": self.step, "info": self.info,
+                  "choices": list(self.choices) or None}
+        arguments.update({name: value for name, value in static.items() if value is not None})
+        if self.per_model is not None:
+            arguments.update(self.per_model(limits))
+        return refuse_quietly(self.kind(**arguments))
+
+
+def _steps(limits: ModelLimits) -> dict:
+    return {"minimum": limits.steps.min, "maximum": limits.steps.max, "value": limits.steps.default}
+
+
+def _guidance(limits: ModelLimits) -> dict:
+    # A model without guidance has a one-point range; the slider needs some width to draw.
+    return {"minimum": limits.guidance.min, "maximum": max(limits.guidance.max, limits.guidance.min + 0.1),
+            "value": limits.guidance.default, "interactive": limits.uses_guidance,
+            "info": None if limits.uses_guidance else "This model does not use guidance."}
+
+
+def _width(limits: ModelLimits) -> dict:
+    return {"value": limits.default_width, "minimum": limits.size_multiple, "step": limits.size_multiple,
+            "info": f"multiple of {limits.size_multiple}"}
+
+
+def _height(limits: ModelLimits) -> dict:
+    return {"value": limits.default_height, "minimum": limits.size_multiple, "step": limits.size_multiple,
+            "info": f"at most {limits.max_pixels:,} pixels"}
+
+
+CONTROLS = (
+    Control(name="prompt", kind=gr.Textbox, label="Prompt", section="text", default=REQUIRED,
+            options={"lines": 1, "max_lines": 4, "max_length": MAX_PROMPT_CHARS,
+                  "placeholder": "a large red circle on the left, blue background  (Enter generates)"}),
+    Control(name="negative_prompt", kind=gr.Textbox, label="Negative prompt", section="text", default="",
+            options={"max_length": MAX_PROMPT_CHARS, "placeholder": "what to avoid"},
+            per_model=lambda limits: {"visible": limits.uses_negative_prompt}),
+    Control(name="seed", kind=gr.Slider, label="Seed", section="seed", default=0, minimum=0, maximum=MAX_SEED,
+            step=1, info="after each run: the seed it used", options={"scale": 3}),
+    Control(name="random_seed", kind=gr.Checkbox, label="Random seed", section="seed", default=False,
+            options={"scale": 1}),
+    Control(name="steps", kind=gr.Slider, label="Steps", section="sampling", step=1, per_model=_steps),
+    Control(name="guidance", kind=gr.Slider, label="Guidance", section="sampling", step=0.1, per_model=_guidance),
+    Control(name="width", kind=gr.Number, label="Width", section="size", per_model=_width),
+    Control(name="height", kind=gr.Number, label="Height", section="size", per_model=_height),
+    Control(name="num_images", kind=gr.Slider, label="Number of images", section="count", default=1, minimum=1,
+            maximum=MAX_IMAGES, step=1, info="image k uses seed + k"),
+    Control(name="denoise", kind=gr.Radio, label="Denoise", section=POSTPROCESS, default=OFF,
+            choices=DENOISE_MODES),
+    Control(name="denoise_strength", kind=gr.Slider, label="Denoise strength", section=POSTPROCESS, default=0.5,
+            minimum=0, maximum=1, step=0.05, options={"visible": False}),
+    Control(name="color", kind=gr.Radio, label="Colour correction", section=POSTPROCESS, default=OFF,
+            choices=COLOR_MODES),
+    Control(name="color_reference", kind=gr.Image, label="Reference image", section=POSTPROCESS,
+            options={"type": "filepath", "sources": ["upload"], "visible": False, "height": 160}),
+    Control(name="color_palette", kind=gr.Textbox, label="Palette", section=POSTPROCESS, default="",
+            options={"placeholder": "#1E88E5, #FFC107, #212121", "visible": False}),
+    Control(name="color_strength", kind=gr.Slider, label="Colour strength", section=POSTPROCESS, default=1,
+            minimum=0, maximum=1, step=0.05, options={"visible": False}),
+    Control(name="upscale", kind=gr.Radio, label="Upscale", section=POSTPROCESS, default="1",
+            choices=UPSCALE_CHOICES),
+    Control(name="upscaler", kind=gr.File, label="Learned upscaler weights (.safetensors or .pth, optional)",
+            section=POSTPROCESS, options={"file_types": [".safetensors", ".pth"], "visible": False, "height": 80}),
+)
+CONTROL_NAMES = tuple(control.name for control in CONTROLS)
+
+
+def in_section(section: str) -> tuple[Control, ...]:
+    """The controls of one section of the page, in declaration order."""
+    return tuple(control for control in CONTROLS if control.section == section)
+
+
+def defaults() -> dict[str, Any]:
+    """Every control's declared default, by name; the prompt, which has none, is left out."""
+    return {control.name: control.default for control in CONTROLS if control.default is not REQUIRED}
+
+
+def takes_controls(method: Callable) -> Callable:
+    """`method(self, ..., **values)` given the controls as keyword-only parameters with their defaults.
+
+    Gradio reads an endpoint's parameters from its function's signature (an empty component with
+    a None default is an optional parameter), and a direct call that leaves a control out gets
+    its default, as the API's callers do.
+    """
+    signature = inspect.signature(method)
+    fixed = [parameter for parameter in signature.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
+    declared = [inspect.Parameter(control.name, inspect.Parameter.KEYWORD_ONLY, default=control.default)
+                for control in CONTROLS]
+    signature = signature.replace(parameters=[*fixed, *declared])
+
+    @functools.wraps(method)
+    def with_controls(*args, **values):
+        bound = signature.bind(*args, **values)
+        bound.apply_defaults()
+        return method(*bound.args, **bound.kwargs)
+
+    with_controls.__signature__ = signature
+    return with_controls
