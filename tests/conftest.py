@@ -7,6 +7,16 @@ import torch
 from helpers import tiny_models
 from pipeline.studio import Studio
 
+
+
+def pytest_configure(config):
+    # Library noise that says nothing about this project: torchvision's missing image codecs
+    # (its pure-Python parts are installed beside this torch for spandrel) and pandas 3's
+    # deprecations inside gradio's queue.
+    config.addinivalue_line("filterwarnings", "ignore:Failed to load image Python extension")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:gradio.queueing")
+
+
 # One thread: CPU matrix products then round the same way on every machine and run.
 torch.set_num_threads(1)
 
