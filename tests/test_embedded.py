@@ -1,5 +1,7 @@
-"""The embedded model: prompt grammar, held-out split, the checker, and the shipped model's adherence."""
+"""The embedded model: prompt grammar, held-out split, the checker, the shipped model's adherence
+and resumable training."""
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +167,118 @@ def test_latent_edge_mask_marks_the_latent_pixels_on_the_outline():
     expected[3:13, 3:13] = 1
     expected[5:11, 5:11] = 0
     assert torch.equal(mask, expected)
+
+
+def test_embedded_library_draws_no_progress_bars():
+    """Training and evaluation report progress through callbacks; the commands draw the bars."""
+    import ast
+
+    for path in sorted(Path(embedded.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        assert "tqdm" not in imported, f"{path.name} imports tqdm"
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _fit_line(state_path, total_steps, checkpoint_every, stop_after=None, events=None):
+    """A StageLoop on a 1-layer model whose batches depend on the step only; the trained weights."""
+    import torch
+
+    from pipeline.embedded.loop import StageLoop
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    loop = StageLoop(state_path, total_steps, {"model": model}, optimizer, checkpoint_every=checkpoint_every)
+
+    def step(index: int) -> float:
+        if index == stop_after:
+            raise _Interrupted
+        generator = torch.Generator().manual_seed(index)
+        x = torch.randn(8, 3, generator=generator)
+        loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    loop.run(step, task="fit", on_progress=events.append if events is not None else None,
+             finish=lambda: {"bias": model.bias.item()})
+    return model.state_dict(), loop.state
+
+
+def test_stage_loop_resumed_after_an_interruption_ends_with_the_same_weights(tmp_path):
+    import torch
+
+    uninterrupted, state = _fit_line(tmp_path / "straight.pt", 10, checkpoint_every=3)
+    assert state["step"] == 10 and state["bias"] == uninterrupted["bias"].item()
+
+    path = tmp_path / "resumed.pt"
+    with pytest.raises(_Interrupted):
+        _fit_line(path, 10, checkpoint_every=3, stop_after=7)  # steps 0..6 done, checkpoint at 6
+    events = []
+    resumed, state = _fit_line(path, 10, checkpoint_every=3, events=events)
+    assert [(event.step, event.total) for event in events] == [(6, 10), (7, 10), (8, 10), (9, 10), (10, 10)]
+    assert events[0].loss is None and all(event.loss is not None for event in events[1:])
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(resumed[name], tensor), f"{name} differs after resuming"
+
+    events = []
+    again, state = _fit_line(path, 10, checkpoint_every=3, events=events)  # finished: nothing runs
+    assert events == [] and state["step"] == 10 and state["bias"] == uninterrupted["bias"].item()
+    assert all(torch.equal(again[name], tensor) for name, tensor in uninterrupted.items())
+
+
+# A few seconds: two steps per stage, the smallest pool, no warm-up pool.
+TINY_TRAINING = ["--vae-steps", "2", "--steps", "2", "--batch", "2", "--pool-size", "256",
+                 "--refine-steps", "2", "--position-warmup-steps", "0"]
+
+
+@pytest.fixture
+def torch_threads():
+    """The training command sets torch's thread count for the process; the other tests keep theirs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield threads
+    torch.set_num_threads(threads)
+
+
+def test_train_command_writes_a_model_and_resumes_from_its_checkpoints(tmp_path, capsys, torch_threads):
+    from pipeline.commands import main
+
+    out = tmp_path / "model"
+    args = ["train-embedded", "--out", str(out), *TINY_TRAINING, "--threads", str(torch_threads)]
+    assert main([*args, "--stages", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage 1 done" in printed and "stage 2 not run here" in printed
+    assert (tmp_path / "model.state" / "stage1.pt").exists()
+
+    assert main(args) == 0  # stage 1 is read back, stages 2 and 3 run
+    captured = capsys.readouterr()
+    assert "stage 3 done" in captured.out and "done after" in captured.out and "denoiser:" in captured.err
+    assert "decoder:" not in captured.err.replace("refine decoder:", ""), "stage 1 ran again"
+    files = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert {"model_index.json", "transformer/diffusion_pytorch_model.safetensors"} <= {str(p) for p in files}
+
+    assert main(args) == 0  # every stage finished: nothing trains, the same bytes are exported
+    captured = capsys.readouterr()
+    assert "done after" in captured.out and "denoiser" not in captured.err
+    assert {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()} == files
+
+
+def test_train_command_rejects_bad_settings_in_one_line(tmp_path, capsys):
+    from pipeline.commands import main
+
+    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,4"]) == 2
+    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 3 separated by "
+                                       "commas, such as 1,2,3 or 3; got '2,4'\n")
+    assert main(["train-embedded", "--out", str(tmp_path), "--pool-size", "300"]) == 2
+    assert capsys.readouterr().err == "error: pool_size must be a multiple of 256, at least 256, got 300\n"
+    assert not list(tmp_path.iterdir())

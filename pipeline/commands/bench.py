@@ -15,8 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.commands.console import allow_compile_fallback, fail, quiet_libraries
-from pipeline.commands.options import add_model_arguments, speed_options
+from pipeline.commands.console import fail
+from pipeline.commands.options import add_model_arguments, prepare_process
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         return fail("--repeat must be at least 1")
     try:
-        options = speed_options(args)
+        options = prepare_process(args)
     except ValueError as error:
         return fail(str(error))
     from pipeline.benchmark.measure import BATCH_PROMPTS, arch_studio, format_table, measure
@@ -43,9 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.request import GenerationRequest
     from pipeline.studio import Studio, default_device
 
-    quiet_libraries(verbose=args.verbose)
-    if options.compile:
-        allow_compile_fallback()
     device = args.device or default_device()
     try:
         if args.arch:

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.commands.console import EXIT_FAILED, allow_compile_fallback, fail, quiet_libraries
-from pipeline.commands.options import add_model_arguments, speed_options
+from pipeline.commands.console import EXIT_FAILED, fail
+from pipeline.commands.options import add_model_arguments, prepare_process
 from pipeline.commands.postprocess import add_stage_arguments, settings_from_args
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.request import GenerationRequest
@@ -99,7 +99,7 @@ def _progress_bar():
 def run(args: argparse.Namespace) -> int:
     try:
         reference, requests, keep_index = _plan(args)
-        options = speed_options(args)
+        options = prepare_process(args)
     except ValueError as error:
         return fail(str(error))
 
@@ -107,9 +107,6 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.request import GenerationFailed
     from pipeline.studio import Studio
 
-    quiet_libraries(verbose=args.verbose)
-    if options.compile:
-        allow_compile_fallback()
     try:
         studio = Studio.load(reference, device=args.device, speed_options=options)
         requests = [studio.validate(request)[0] for request in requests]  # every check before any work

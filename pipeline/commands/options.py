@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from pipeline.commands.console import allow_compile_fallback, quiet_libraries
+
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 TRUE = ("1", "true", "yes", "on")
 
@@ -47,3 +49,16 @@ def speed_options(args: argparse.Namespace):
 
     return SpeedOptions(dtype=args.dtype, compile=args.compile, attention_backend=args.attention_backend,
                         tiled_decode=True if args.tiled_decode else None, cpu_offload=args.cpu_offload)
+
+
+def prepare_process(args: argparse.Namespace):
+    """The speed options the flags ask for, with this process set up to load a model with them.
+
+    Libraries are quieted unless --verbose, and --compile gets torch.compile's eager fallback.
+    ValueError on a bad value, before anything heavy is imported.
+    """
+    options = speed_options(args)
+    quiet_libraries(verbose=args.verbose)
+    if options.compile:
+        allow_compile_fallback()
+    return options

@@ -1,8 +1,8 @@
 """The embedded default model: a small Sana-family model trained on procedural shape pictures.
 
 This module only holds the constants the engine's "embedded" preset reads; it imports nothing
-heavy. Training is `python -m pipeline.embedded.train`, evaluation `python -m pipeline
-evaluate-embedded`.
+heavy. Training is `python -m pipeline train-embedded` (TRAINING.md has the runs behind the
+recipe), evaluation `python -m pipeline evaluate-embedded`.
 """
 from pathlib import Path
 

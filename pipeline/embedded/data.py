@@ -1,6 +1,6 @@
 """Procedural training data for the embedded model: one flat shape on a flat background.
 
-The prompt contract (issue 3) lives here and nowhere else: colours, shapes, positions, sizes,
+The prompt contract lives here and nowhere else: colours, shapes, positions, sizes,
 the phrasings that describe them, and the split of (shape, colour, background, position)
 combinations into the ones the model trains on and the tenth it never sees.
 
@@ -92,8 +92,8 @@ class Anchor:
     Shape colours and background colours come from the same eight, so averaged over colours a
     shape's position and outline leave no trace in the expected picture: to first order the
     denoiser gains nothing from position and shape words. With one background colour more
-    frequent, the expected picture given a position word alone shows a blob there. (A training
-    option under trial: it has not yet produced a model that follows position words.)
+    frequent, the expected picture given a position word alone shows a blob there. A training
+    option under trial, off by default (TRAINING.md).
     """
 
     background: str
@@ -101,7 +101,8 @@ class Anchor:
     combos: frozenset
 
 
-def sample_scene(rng: random.Random, combos: list[tuple[str, str, str, str]], anchor: Anchor | None = None) -> Scene:
+def sample_scene(rng: random.Random, combos: list[tuple[str, str, str, str]],
+                 anchor: Anchor | None = None) -> Scene:
     """A scene of one of `combos`; with `anchor`, its background is sometimes the anchor colour."""
     shape, colour, background, position = rng.choice(combos)
     if anchor is not None and rng.random() < anchor.fraction:

@@ -78,8 +78,8 @@ def build_text_encoder(config: ModelConfig, vocab_size: int) -> Gemma2Model:
     Gemma-2 normalises each attention and MLP output to unit size before adding it to the
     residual stream (`post_attention_layernorm`, `post_feedforward_layernorm`). At the default
     initialisation the token's own embedding is about a quarter of that size, so after two
-    layers every output is mostly context and prompts differing in one word look alike (the
-    training module's docstring has what that did to position words). These norms scale by
+    layers every output is mostly context and prompts differing in one word look alike
+    (TRAINING.md has what that did to position words). These norms scale by
     (1 + weight), so a weight of -1 zeroes the branch; training grows the branches from there,
     while the words stay distinct. Only the initial weights change: the saved model is a
     stock Gemma2Model.

@@ -1,45 +1,31 @@
-"""Train the embedded model from scratch: `python -m pipeline.embedded.train --out DIR`.
+"""Train the embedded model from scratch (`python -m pipeline train-embedded --out DIR`).
 
-Three stages, each resumable from its checkpoint in the state folder (`--state`, default
-`DIR.state`); the model is exported to DIR in diffusers format as the stages go.
+Three stages, each resumable from its checkpoint in a state folder; the model is exported to the
+output folder in diffusers format as the stages go. TRAINING.md beside this file has the runs
+behind these choices and what they measured.
 
 1. Autoencoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
    Its `scaling_factor` is then set to 1 / std of the latents, so scaled latents have unit std.
-2. Denoiser + text encoder, jointly, with the autoencoder frozen, 6000 steps. Three choices make
-   the denoiser follow position and shape words; without the first two a 4000-step run followed
-   colour and size words only (position 18.8 %, chance level), and its loss did not change when
-   "left" was swapped for "right".
+2. Denoiser + text encoder, jointly, with the autoencoder frozen. Three choices make the
+   denoiser follow position and shape words, which it otherwise ignores:
    - The text encoder's residual branches start at zero (`model.build_text_encoder`), so each
-     output starts as its own word. From Gemma-2's default initialisation, the trained
-     encoder's outputs for "left" and "right" prompts differed by a sixth of their norm at the
-     position word, against more than their whole norm for two colour words.
+     output starts as its own word and "left" and "right" stay apart.
    - Position warm-up: the first `position_warmup_steps` steps show only black shapes on white
      (the training combinations among them). Shape and background colours come from the same
      eight, so averaged over colours a position word leaves no trace in the expected picture:
      until the denoiser has learnt which colour goes where, reading it gains nothing to first
-     order. On black-on-white pictures it gains at once. With both choices, the export at step
-     750 already placed all of the first 48 held-out prompts right (`python -m pipeline
-     evaluate-embedded --model DIR --limit 48`); with the zero branches alone the denoiser
-     began to react to position words between steps 550 and 1250. After 4000 steps both runs
-     follow background, colour, position and size words on all 240 held-out prompts; shape is
-     57.1 % with the warm-up and 49.2 % without.
+     order. On black-on-white pictures it gains at once.
    - Shape-edge loss weight: latent pixels that cover an edge of the shape (`latent_edge_mask`,
      about a seventh of them) count 1 + `shape_edge_weight` times in the loss, which is then
      divided by the mean weight. A circle and a square of the same area differ only near their
      outline, a few dozen of 4096 pixels, so with a plain mean the word "circle" or "square"
-     barely changes the loss. Without the weight, a run resumed to 6000 steps drew both as the
-     same rounded square: with the same seed, the bounding-box fill of its pictures was 0.853 for
-     "circle" prompts and 0.856 for "square" ones, and shape was 68.3 % (triangles were right).
-     With weight 24, the fills at step 3600 were 0.769 and 0.869, and after 6000 steps shape
-     was 84.2 % at guidance 3 and 85.8 % at guidance 2 (80.0 % at 4); weight 8 gave fills of
-     0.775 and 0.877 at step 3600 and shape 79.2 % at guidance 3. Higher guidance rounds the
-     squares again, hence the preset's guidance of 2. The shipped model is the weight-24 run.
-   Shape words are learnt last, from about step 2000 on. Options under trial, off by default:
-   `text_encoder_frozen_steps`, `text_encoder_lr_scale`, `anchor_fraction` (`data.Anchor`).
+     barely changes the loss.
+   Options under trial, off by default: `text_encoder_frozen_steps`, `text_encoder_lr_scale`,
+   `anchor_fraction` (`data.Anchor`).
 3. Decoder refinement: the decoder alone trains longer with an edge-weighted loss, because
    shape is read from edges and corners, which stage 1 leaves blurred. The encoder stays frozen,
    so the latent space stage 2 learnt does not move; stage 3 depends on stage 1 only and may run
-   in a second process beside stage 2 (`--stages 3`).
+   in a second process beside stage 2 (`python -m pipeline train-embedded --stages 3`).
 
 Inference conventions this training matches (stock `SanaPipeline`, `FlowMatchEulerDiscreteScheduler`):
 - Prompt embeddings come from the pipeline's own `encode_prompt(prompts,
@@ -60,56 +46,59 @@ Inference conventions this training matches (stock `SanaPipeline`, `FlowMatchEul
   x_next = x + (sigma_next - sigma) * prediction.
 - The transformer sees 64x64 pictures only (16x16 latents, `sample_size=16`).
 
-Every batch is a pure function of (seed, stage, step), so a resumed run repeats the batches an
-uninterrupted run would have seen. On a CPU shared with other busy processes, `--threads 1` is
-much faster than 2: OpenMP threads waiting on each other lose their time slices.
+Every batch is a pure function of (seed, stage, step) and each stage runs its steps through one
+resumable loop (`loop.StageLoop`), so a resumed run repeats the batches an uninterrupted run
+would have seen and ends with the same weights. Progress is reported through `on_progress`
+(`loop.Progress` events); nothing here prints.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import sys
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import ENCODE_KWARGS, NATIVE_SIZE
 from . import data
+from .config import POOL_CHUNK, STAGES, WARMUP_POOL_SIZE, TrainConfig
+from .loop import Progress, ProgressCallback, StageLoop
 from .model import ModelConfig, build_pipeline
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    vae_steps: int = 600
-    vae_batch: int = 16
-    vae_lr: float = 1e-3
-    steps: int = 6000  # denoiser + text encoder
-    batch: int = 32
-    lr: float = 5e-4
-    warmup: int = 100
-    caption_dropout: float = 0.1
-    # Options under trial for the position/shape problem (see the module docstring); the shipped
-    # model used none of them (0, 1.0, 0.0).
-    text_encoder_frozen_steps: int = 0  # stage 2 trains the denoiser alone first
-    text_encoder_lr_scale: float = 1.0  # then the text encoder at this fraction of the learning rate
-    anchor_background: str = "white"
-    anchor_fraction: float = 0.0  # of stage 2's pictures get the anchor background (see data.Anchor)
-    # Stage 2 starts with this many steps on black shapes on white (see the module docstring).
-    position_warmup_steps: int = 300
-    # Stage-2 loss weight of latent pixels near an edge of the shape, on top of 1 (see the docstring).
-    shape_edge_weight: float = 24.0
-    pool_size: int = 8192  # pre-encoded training pictures for stage 2 (prompts are redrawn each step)
-    refine_steps: int = 1200  # stage 3
-    refine_lr: float = 1e-3
-    edge_weight: float = 9.0  # loss weight of pixels within one pixel of an edge, on top of 1
-    checkpoint_every: int = 100
-    threads: int = 2
+def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] = STAGES, *,
+          model_config: ModelConfig | None = None, on_progress: ProgressCallback | None = None,
+          on_stage_done: Callable[[int], None] | None = None) -> bool:
+    """Run stage 1 and those of stages 2 and 3 in `stages`, resuming from `state_dir`.
+
+    Stage 1 always runs (or resumes, or is read back finished): the later stages build on it.
+    Sets torch's thread count to `cfg.threads`. `on_stage_done(stage)` is called as each stage
+    ends. Returns whether the finished model was exported to `out`: only a run that includes
+    stage 2 holds a trained denoiser, so without it the export is left to the run with stage 2.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    model_config = model_config or ModelConfig()
+    stage_done = on_stage_done or (lambda stage: None)
+
+    pipe = build_pipeline(model_config, seed=cfg.seed)
+    train_decoder(pipe, cfg, state_dir, out, on_progress)
+    stage_done(1)
+    if 2 in stages:
+        train_denoiser(pipe, cfg, state_dir, out, model_config.shift, on_progress)
+        stage_done(2)
+    if 3 in stages:
+        refine_decoder(pipe, cfg, state_dir, on_progress)
+        stage_done(3)
+    if 2 not in stages:
+        return False
+    export(pipe, out)
+    return True
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -125,6 +114,23 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def set_learning_rate(optimizer: torch.optim.Optimizer, peak: float, step: int, total: int,
+                      warmup: int) -> None:
+    """`peak` * `lr_factor`, times each group's "scale"; 0 during a group's "frozen_steps"."""
+    for group in optimizer.param_groups:
+        frozen = step < group.get("frozen_steps", 0)
+        group["lr"] = 0.0 if frozen else peak * group.get("scale", 1.0) * lr_factor(step, total, warmup)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """Backpropagate `loss`, clip the gradient norm of all trained parameters to 1, step; the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
+    optimizer.step()
+    return loss.item()
+
+
 def batch_rng(seed: int, stage: int, step: int) -> random.Random:
     return random.Random(seed * 1_000_003 + stage * 100_000 + step)
 
@@ -133,60 +139,47 @@ def batch_generator(seed: int, stage: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_000 + step)
 
 
-def save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a crash mid-save leaves the previous checkpoint
-
-
 def export(pipe, out: Path) -> None:
+    """Save `pipe` to `out` in diffusers format, the same bytes wherever the run was resumed."""
+    # encode_prompt leaves its padding and truncation on the tokenizer, and tokenizer.json would
+    # keep them only when this process ran stage 2; the pipeline passes both on every call.
+    pipe.tokenizer.backend_tokenizer.no_padding()
+    pipe.tokenizer.backend_tokenizer.no_truncation()
     pipe.save_pretrained(out, safe_serialization=True)
 
 
-def train_decoder(pipe, cfg: TrainConfig, state_dir: Path, out: Path) -> None:
+# ---------------------------------------------------------------------------------------------
+# Stage 1: the autoencoder
+# ---------------------------------------------------------------------------------------------
+
+
+def train_decoder(pipe, cfg: TrainConfig, state_dir: Path, out: Path,
+                  on_progress: ProgressCallback | None = None) -> None:
     """Stage 1: the autoencoder, then its scaling_factor."""
     vae = pipe.vae
-    path = state_dir / "stage1.pt"
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    start = 0
-    if path.exists():
-        state = torch.load(path, weights_only=False)
-        vae.load_state_dict(state["vae"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-        if state.get("done"):
-            vae.register_to_config(scaling_factor=state["scaling_factor"])
-            return
+    loop = StageLoop(state_dir / "stage1.pt", cfg.vae_steps, {"vae": vae}, optimizer,
+                     checkpoint_every=cfg.checkpoint_every)
+    if loop.done:
+        vae.register_to_config(scaling_factor=loop.state["scaling_factor"])
+        return
     combos = data.training_combos()
     vae.train()
-    bar = tqdm(range(start, cfg.vae_steps), initial=start, total=cfg.vae_steps, desc="decoder", mininterval=20)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.vae_lr * lr_factor(step, cfg.vae_steps, cfg.warmup)
-        images, _, _ = data.training_batch(batch_rng(cfg.seed, 1, step), NATIVE_SIZE, cfg.vae_batch, combos)
+
+    def step(index: int) -> float:
+        set_learning_rate(optimizer, cfg.vae_lr, index, cfg.vae_steps, cfg.warmup)
+        images, _, _ = data.training_batch(batch_rng(cfg.seed, 1, index), NATIVE_SIZE, cfg.vae_batch, combos)
         x = to_tensor(images)  # (B, 3, 64, 64)
         y = vae.decode(vae.encode(x).latent).sample  # (B, 3, 64, 64)
-        loss = (y - x).abs().mean() + ((y - x) ** 2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.vae_steps:
-            save_state(path, {"vae": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1})
-    vae.eval()
-    scaling_factor = latent_scaling_factor(vae, cfg, combos)
-    vae.register_to_config(scaling_factor=scaling_factor)
-    save_state(
-        path,
-        {
-            "vae": vae.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": cfg.vae_steps,
-            "done": True,
-            "scaling_factor": scaling_factor,
-        },
-    )
+        return optimizer_step(optimizer, (y - x).abs().mean() + ((y - x) ** 2).mean())
+
+    def finish() -> dict:
+        vae.eval()
+        scaling_factor = latent_scaling_factor(vae, cfg, combos)
+        vae.register_to_config(scaling_factor=scaling_factor)
+        return {"scaling_factor": scaling_factor}
+
+    loop.run(step, task="decoder", on_progress=on_progress, finish=finish)
     export(pipe, out)
 
 
@@ -199,35 +192,57 @@ def latent_scaling_factor(vae, cfg: TrainConfig, combos) -> float:
     return float(1.0 / latents.std())
 
 
+# ---------------------------------------------------------------------------------------------
+# Stage 2: the denoiser and the text encoder
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatentPool:
+    """Pre-encoded training pictures: scaled latents, their edge masks and their scenes."""
+
+    latents: torch.Tensor  # (N, C, h, w)
+    edges: torch.Tensor  # (N, 1, h, w), `latent_edge_mask`
+    scenes: list[data.Scene]
+
+
 @torch.no_grad()
 def latent_pool(vae, rng: random.Random, size: int, combos: list, anchor: data.Anchor | None = None,
-                desc: str = "encode pool") -> tuple[torch.Tensor, torch.Tensor, list[data.Scene]]:
-    """Pre-encode `size` pictures of `combos`: scaled latents (N, C, h, w), their edge masks
-    (N, 1, h, w; `latent_edge_mask`) and their scenes."""
+                task: str = "encode pool", on_progress: ProgressCallback | None = None) -> LatentPool:
+    """Pre-encode `size` pictures of `combos`, POOL_CHUNK at a time."""
     scenes, latents, edges = [], [], []
-    for _ in tqdm(range(size // 256), desc=desc, mininterval=20):
-        images, _, batch_scenes = data.training_batch(rng, NATIVE_SIZE, 256, combos, anchor)
+    if on_progress is not None:
+        on_progress(Progress(task, 0, size // POOL_CHUNK))
+    for index in range(size // POOL_CHUNK):
+        images, _, batch_scenes = data.training_batch(rng, NATIVE_SIZE, POOL_CHUNK, combos, anchor)
         x = to_tensor(images)
         latent = vae.encode(x).latent * vae.config.scaling_factor
         latents.append(latent)
         edges.append(latent_edge_mask(x, latent.shape[-2:]))
         scenes += batch_scenes
-    return torch.cat(latents), torch.cat(edges), scenes
+        if on_progress is not None:
+            on_progress(Progress(task, index + 1, size // POOL_CHUNK))
+    return LatentPool(torch.cat(latents), torch.cat(edges), scenes)
 
 
-def stage2_pools(vae, cfg: TrainConfig) -> tuple[tuple, tuple | None]:
+def stage2_pools(vae, cfg: TrainConfig,
+                 on_progress: ProgressCallback | None = None) -> tuple[LatentPool, LatentPool | None]:
     """The main pool of training pictures and the warm-up pool of black shapes on white (or None)."""
     combos = data.training_combos()
-    anchor = data.Anchor(cfg.anchor_background, cfg.anchor_fraction, frozenset(combos)) if cfg.anchor_fraction else None
-    main = latent_pool(vae, batch_rng(cfg.seed, 4, 0), cfg.pool_size, combos, anchor)
+    anchor = None
+    if cfg.anchor_fraction:
+        anchor = data.Anchor(cfg.anchor_background, cfg.anchor_fraction, frozenset(combos))
+    main = latent_pool(vae, batch_rng(cfg.seed, 4, 0), cfg.pool_size, combos, anchor, on_progress=on_progress)
     if not cfg.position_warmup_steps:
         return main, None
     black_on_white = [combo for combo in combos if combo[1:3] == ("black", "white")]
-    warmup = latent_pool(vae, batch_rng(cfg.seed, 4, 1), 1024, black_on_white, desc="encode warm-up pool")
+    warmup = latent_pool(vae, batch_rng(cfg.seed, 4, 1), WARMUP_POOL_SIZE, black_on_white,
+                         task="encode warm-up pool", on_progress=on_progress)
     return main, warmup
 
 
-def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: float) -> None:
+def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: float,
+                   on_progress: ProgressCallback | None = None) -> None:
     """Stage 2: transformer and text encoder together; the autoencoder is frozen."""
     transformer, text_encoder = pipe.transformer, pipe.text_encoder
     optimizer = torch.optim.AdamW(
@@ -235,76 +250,63 @@ def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: fl
          {"params": list(text_encoder.parameters()), "scale": cfg.text_encoder_lr_scale,
           "frozen_steps": cfg.text_encoder_frozen_steps}],
         lr=cfg.lr, weight_decay=0.0)
-    path = state_dir / "stage2.pt"
-    start = 0
-    if path.exists():
-        state = torch.load(path, weights_only=False)
-        transformer.load_state_dict(state["transformer"])
-        text_encoder.load_state_dict(state["text_encoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-    if start >= cfg.steps:
+    modules = {"transformer": transformer, "text_encoder": text_encoder}
+    loop = StageLoop(state_dir / "stage2.pt", cfg.steps, modules, optimizer,
+                     checkpoint_every=cfg.checkpoint_every)
+    if loop.done:
         return
     pipe.vae.requires_grad_(False)
-    main_pool, warmup_pool = stage2_pools(pipe.vae, cfg)
-    timesteps_per_sigma = pipe.scheduler.config.num_train_timesteps * transformer.config.timestep_scale
-    device = torch.device("cpu")
+    main_pool, warmup_pool = stage2_pools(pipe.vae, cfg, on_progress)
     transformer.train()
     text_encoder.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="denoiser", mininterval=20)
-    for step in bar:
-        for group in optimizer.param_groups:
-            frozen = step < group.get("frozen_steps", 0)
-            group["lr"] = 0.0 if frozen else cfg.lr * group["scale"] * lr_factor(step, cfg.steps, cfg.warmup)
-        rng = batch_rng(cfg.seed, 2, step)
-        generator = batch_generator(cfg.seed, 2, step)
-        pool, edges, scenes = warmup_pool if step < cfg.position_warmup_steps else main_pool
-        index = rng.sample(range(len(scenes)), cfg.batch)
-        prompts = [
-            "" if rng.random() < cfg.caption_dropout else data.describe(scenes[i], rng.choice(data.TRAIN_FORMS), rng)
-            for i in index
-        ]
-        x0 = pool[index]  # (B, C, h, w)
-        noise = torch.randn(x0.shape, generator=generator)
-        u = torch.rand(cfg.batch, generator=generator)
-        sigma = shift * u / (1 + (shift - 1) * u)  # (B,)
-        s = sigma[:, None, None, None]
-        xt = (1 - s) * x0 + s * noise
 
-        embeds, mask, _, _ = pipe.encode_prompt(
-            prompts, do_classifier_free_guidance=False, device=device, **ENCODE_KWARGS
-        )  # (B, L, D), (B, L)
-        prediction = transformer(
-            xt,
-            encoder_hidden_states=embeds,
-            encoder_attention_mask=mask,
-            timestep=sigma * timesteps_per_sigma,
-            return_dict=False,
-        )[0]
-        weight = 1 + cfg.shape_edge_weight * edges[index]  # (B, 1, h, w)
-        loss = (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            save_state(
-                path,
-                {
-                    "transformer": transformer.state_dict(),
-                    "text_encoder": text_encoder.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step + 1,
-                },
-            )
-            transformer.eval()
-            text_encoder.eval()
-            export(pipe, out)
-            transformer.train()
-            text_encoder.train()
+    def step(index: int) -> float:
+        set_learning_rate(optimizer, cfg.lr, index, cfg.steps, cfg.warmup)
+        pool = warmup_pool if index < cfg.position_warmup_steps else main_pool
+        return optimizer_step(optimizer, denoiser_loss(pipe, cfg, pool, index, shift))
+
+    def export_checkpoint() -> None:
+        transformer.eval()
+        text_encoder.eval()
+        export(pipe, out)
+        transformer.train()
+        text_encoder.train()
+
+    loop.run(step, task="denoiser", on_progress=on_progress, on_checkpoint=export_checkpoint)
     transformer.eval()
     text_encoder.eval()
+
+
+def denoiser_loss(pipe, cfg: TrainConfig, pool: LatentPool, step: int, shift: float) -> torch.Tensor:
+    """The shape-edge-weighted flow-matching loss of stage 2's batch number `step`, drawn from `pool`."""
+    rng = batch_rng(cfg.seed, 2, step)
+    generator = batch_generator(cfg.seed, 2, step)
+    index = rng.sample(range(len(pool.scenes)), cfg.batch)
+    prompts = [
+        "" if rng.random() < cfg.caption_dropout
+        else data.describe(pool.scenes[i], rng.choice(data.TRAIN_FORMS), rng)
+        for i in index
+    ]
+    x0 = pool.latents[index]  # (B, C, h, w)
+    noise = torch.randn(x0.shape, generator=generator)
+    u = torch.rand(cfg.batch, generator=generator)
+    sigma = shift * u / (1 + (shift - 1) * u)  # (B,)
+    s = sigma[:, None, None, None]
+    xt = (1 - s) * x0 + s * noise
+
+    embeds, mask, _, _ = pipe.encode_prompt(
+        prompts, do_classifier_free_guidance=False, device=torch.device("cpu"), **ENCODE_KWARGS
+    )  # (B, L, D), (B, L)
+    timesteps_per_sigma = pipe.scheduler.config.num_train_timesteps * pipe.transformer.config.timestep_scale
+    prediction = pipe.transformer(
+        xt,
+        encoder_hidden_states=embeds,
+        encoder_attention_mask=mask,
+        timestep=sigma * timesteps_per_sigma,
+        return_dict=False,
+    )[0]
+    weight = 1 + cfg.shape_edge_weight * pool.edges[index]  # (B, 1, h, w)
+    return (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
 
 
 def edge_mask(x: torch.Tensor) -> torch.Tensor:
@@ -324,101 +326,41 @@ def latent_edge_mask(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.nn.functional.adaptive_max_pool2d(edge_mask(x), size)
 
 
-def refine_decoder(pipe, cfg: TrainConfig, state_dir: Path) -> None:
+# ---------------------------------------------------------------------------------------------
+# Stage 3: the decoder, refined
+# ---------------------------------------------------------------------------------------------
+
+
+def refine_decoder(pipe, cfg: TrainConfig, state_dir: Path,
+                   on_progress: ProgressCallback | None = None) -> None:
     """Stage 3: the decoder alone, edge-weighted L1 + MSE, on latents of the frozen encoder."""
     vae = pipe.vae
     decoder = vae.decoder
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=cfg.refine_lr, weight_decay=0.0)
-    path = state_dir / "stage3.pt"
-    start = 0
-    if path.exists():
-        state = torch.load(path, weights_only=False)
-        decoder.load_state_dict(state["decoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-    if start >= cfg.refine_steps:
+    loop = StageLoop(state_dir / "stage3.pt", cfg.refine_steps, {"decoder": decoder}, optimizer,
+                     checkpoint_every=cfg.checkpoint_every)
+    if loop.done:
         return
     vae.requires_grad_(False)
     decoder.requires_grad_(True)
     decoder.train()
     combos = data.training_combos()
-    bar = tqdm(range(start, cfg.refine_steps), initial=start, total=cfg.refine_steps, desc="refine decoder",
-               mininterval=20)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.refine_lr * lr_factor(step, cfg.refine_steps, cfg.warmup)
-        images, _, _ = data.training_batch(batch_rng(cfg.seed, 5, step), NATIVE_SIZE, cfg.vae_batch, combos)
+
+    def step(index: int) -> float:
+        set_learning_rate(optimizer, cfg.refine_lr, index, cfg.refine_steps, cfg.warmup)
+        images, _, _ = data.training_batch(batch_rng(cfg.seed, 5, index), NATIVE_SIZE, cfg.vae_batch, combos)
         x = to_tensor(images)  # (B, 3, 64, 64)
         with torch.no_grad():
             z = vae.encode(x).latent  # (B, C, 16, 16)
         y = vae.decode(z).sample
         weight = 1 + cfg.edge_weight * edge_mask(x)  # (B, 1, 64, 64)
-        loss = (weight * ((y - x).abs() + (y - x) ** 2)).mean() / weight.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.refine_steps:
-            save_state(path, {"decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1})
+        return optimizer_step(optimizer, (weight * ((y - x).abs() + (y - x) ** 2)).mean() / weight.mean())
+
+    loop.run(step, task="refine decoder", on_progress=on_progress)
     decoder.eval()
 
 
-def main(argv: list[str] | None = None) -> int:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m pipeline.embedded.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="model folder to write (diffusers format)")
-    parser.add_argument("--state", type=Path, help="checkpoint folder (default: OUT.state)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch", type=int, default=defaults.batch)
-    parser.add_argument("--pool-size", type=int, default=defaults.pool_size)
-    parser.add_argument("--refine-steps", type=int, default=defaults.refine_steps)
-    parser.add_argument("--text-encoder-frozen-steps", type=int, default=defaults.text_encoder_frozen_steps)
-    parser.add_argument("--text-encoder-lr-scale", type=float, default=defaults.text_encoder_lr_scale)
-    parser.add_argument("--position-warmup-steps", type=int, default=defaults.position_warmup_steps,
-                        help="first stage-2 steps on black shapes on white only")
-    parser.add_argument("--shape-edge-weight", type=float, default=defaults.shape_edge_weight,
-                        help="stage-2 loss weight of latent pixels at the shape's edges, on top of 1")
-    parser.add_argument("--anchor-fraction", type=float, default=defaults.anchor_fraction,
-                        help="share of stage-2 pictures drawn on a white background")
-    parser.add_argument("--stages", default="1,2,3", help="which stages to run, e.g. 3 (stage 1 must be done)")
-    parser.add_argument("--threads", type=int, default=defaults.threads)
-    args = parser.parse_args(argv)
-    cfg = TrainConfig(
-        seed=args.seed, vae_steps=args.vae_steps, steps=args.steps, batch=args.batch, pool_size=args.pool_size,
-        refine_steps=args.refine_steps, threads=args.threads,
-        text_encoder_frozen_steps=args.text_encoder_frozen_steps, text_encoder_lr_scale=args.text_encoder_lr_scale,
-        anchor_fraction=args.anchor_fraction, position_warmup_steps=args.position_warmup_steps,
-        shape_edge_weight=args.shape_edge_weight,
-    )
-    stages = {int(stage) for stage in args.stages.split(",")}
-    state_dir = args.state or args.out.with_name(args.out.name + ".state")
-    state_dir.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads)
+if __name__ == "__main__":  # the older spelling of `python -m pipeline train-embedded`
+    from pipeline.commands import main
 
-    model_config = ModelConfig()
-    print(f"train config: {asdict(cfg)}\nmodel config: {asdict(model_config)}", flush=True)
-    started = time.time()
-    pipe = build_pipeline(model_config, seed=cfg.seed)
-    train_decoder(pipe, cfg, state_dir, args.out)  # always: later stages build on it
-    print(f"stage 1 done after {time.time() - started:.0f} s", flush=True)
-    if 2 in stages:
-        train_denoiser(pipe, cfg, state_dir, args.out, shift=model_config.shift)
-        print(f"stage 2 done after {time.time() - started:.0f} s", flush=True)
-    if 3 in stages:
-        refine_decoder(pipe, cfg, state_dir)
-        print(f"stage 3 done after {time.time() - started:.0f} s", flush=True)
-    if 2 not in stages:
-        # This process holds no trained denoiser; the run with stage 2 (or a rerun) exports it all.
-        print("stage 2 not run here: run again with --stages 1,2,3 to export the finished model", flush=True)
-        return 0
-    export(pipe, args.out)
-    print(f"done after {time.time() - started:.0f} s (this run; resumed runs count from their restart)", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train-embedded", *sys.argv[1:]]))
