@@ -1,0 +1,137 @@
+"""Optional content gates for public hosting: a prompt check before any model work and an image
+check after decoding. Off unless the host turns them on (`app.py --safety`, env SAFETY=1; on by
+default on a Hugging Face Space).
+
+- Prompt: the words and phrases of a list (one per line, `#` comments; the shipped
+  `assets/safety/blocked_words.txt` or the host's own), matched as whole words, case-insensitive,
+  in the prompt and the negative prompt.
+- Image: a transformers image classifier loaded by hub id or folder (for example a ViT
+  fine-tuned to tell "nsfw" from "normal"); an image whose score for one of `unsafe_labels`
+  reaches `threshold` is withheld.
+
+A refusal is one sentence for the visitor that never repeats the prompt, and the log records the
+decision without the prompt text. What the gate decided goes into each PNG's settings.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+BLOCKED_WORDS = Path(__file__).resolve().parents[1] / "assets" / "safety" / "blocked_words.txt"
+WORD = re.compile(r"[^\W_]+")
+
+
+class PromptRefused(ValueError):
+    """The prompt asks for what the host does not serve."""
+
+    def __init__(self):
+        super().__init__("prompt refused: this studio's host does not allow what it asks for; please describe "
+                         "something else")
+
+
+class ImageRefused(ValueError):
+    """A generated picture was withheld by the image check."""
+
+    def __init__(self, index: int):
+        super().__init__(f"image {index + 1} was withheld by this studio's content check; try another prompt "
+                         "or seed")
+        self.index = index
+
+
+@dataclass(frozen=True, kw_only=True)
+class SafetySettings:
+    """What the gate checks. The defaults check prompts against the shipped word list only."""
+
+    words: str | None = str(BLOCKED_WORDS)  # a word list file; None: no prompt check
+    image_classifier: str | None = None  # hub id or folder of an image classifier; None: no image check
+    unsafe_labels: tuple[str, ...] = ("nsfw",)
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"safety threshold must be in (0, 1], got {self.threshold}")
+
+
+def read_word_list(path: str | Path) -> tuple[tuple[str, ...], ...]:
+    """Each entry of a word list as its sequence of lower-case words; ValueError naming an unreadable file."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"safety word list {str(path)!r} cannot be read: {error}") from None
+    entries = (tuple(WORD.findall(line.split("#", 1)[0].lower())) for line in lines)
+    return tuple(entry for entry in entries if entry)
+
+
+class SafetyGate:
+    """Checks prompts and pictures against the host's settings; holds the loaded classifier only."""
+
+    def __init__(self, settings: SafetySettings, device: str = "cpu"):
+        self.settings = settings
+        self.device = device
+        self.phrases = read_word_list(settings.words) if settings.words else ()
+        self._classifier = None
+        if settings.image_classifier:
+            self._classifier = _load_classifier(settings.image_classifier, device)
+            labels = set(self._classifier[1].config.id2label.values())
+            if not labels & set(settings.unsafe_labels):
+                raise ValueError(f"safety image classifier {settings.image_classifier!r} has labels "
+                                 f"{sorted(labels)}, none of them in {list(settings.unsafe_labels)}")
+
+    def check_prompt(self, *texts: str) -> None:
+        """PromptRefused when any text holds a listed word or phrase."""
+        for text in texts:
+            words = WORD.findall(text.lower())
+            for phrase in self.phrases:
+                if any(tuple(words[start:start + len(phrase)]) == phrase for start in range(len(words))):
+                    log.info("prompt refused by the word list")
+                    raise PromptRefused()
+
+    def unsafe_scores(self, images: list[Image.Image]) -> list[float]:
+        """Each picture's highest score for an unsafe label (0 for every picture without a classifier)."""
+        if self._classifier is None:
+            return [0.0] * len(images)
+        import torch
+
+        processor, model = self._classifier
+        unsafe = [index for index, label in model.config.id2label.items() if label in self.settings.unsafe_labels]
+        with torch.no_grad():
+            inputs = processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
+            probabilities = model(**inputs.to(model.device)).logits.float().softmax(dim=-1)  # (N, labels)
+        return probabilities[:, unsafe].max(dim=-1).values.tolist()
+
+    def check_images(self, images: list[Image.Image]) -> list[float]:
+        """The unsafe scores; ImageRefused for the first picture at or over the threshold."""
+        scores = self.unsafe_scores(images)
+        for index, score in enumerate(scores):
+            if score >= self.settings.threshold:
+                log.info("image withheld by the image check (score %.2f)", score)
+                raise ImageRefused(index)
+        return scores
+
+    def record(self, score: float | None = None) -> dict:
+        """What the gate checked for one picture, for its PNG settings."""
+        record = {"prompt": "word list" if self.phrases else "off",
+                  "image": self.settings.image_classifier or "off"}
+        if score is not None and self._classifier is not None:
+            record["image_score"] = round(score, 4)
+        return record
+
+
+def _load_classifier(reference: str, device: str):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(reference)
+        model = AutoModelForImageClassification.from_pretrained(reference, use_safetensors=True)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"safety image classifier {reference!r} cannot be loaded ({type(error).__name__}); "
+                         "give a local folder or a hub id available on this machine") from None
+    return processor, model.to(device).eval()
