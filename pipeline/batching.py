@@ -6,12 +6,14 @@ takes the oldest ticket and every waiting ticket compatible with it (same steps,
 size), up to `max_batch`, and serves them with one `generate_batch` call. A request that finds
 the device idle runs at once, alone, with no added wait; batches form only under load.
 
-Each caller keeps its own progress and cancellation: the batch's step callback reports the step
-to every ticket in it, a ticket whose callback answers `CANCEL` is dropped from the result (its
-caller gets `GenerationCancelled`) and the run stops early only when every ticket in it has been
-cancelled. A request with a bad value fails on its own, before it joins the line; a batch whose
-output fails the NaN/black check is served again one request at a time, so only the request
-that fails gets the error.
+Each caller keeps its own progress, cancellation and errors: the batch's step callback reports
+the step to every ticket in it, a ticket whose callback answers `CANCEL` is dropped from the
+result (its caller gets `GenerationCancelled`) and the run stops early only when every ticket in
+it has been cancelled. A request with a bad value fails on its own, before it joins the line; a
+request that fails inside the batch (a file gone bad since, a post-processing stage) gets its own
+error from `BatchPartlyFailed` while the others get their images; and a batch that fails as a
+whole for any other reason (the NaN/black check, a device error) is served again one request at
+a time, so that one visitor's request never fails another's.
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pipeline.request import (CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult,
+from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, GenerationRequest, GenerationResult,
                               StepCallback)
 
+# Serves requests together: one result each, in order, or BatchPartlyFailed with each one's outcome.
 BatchRunner = Callable[[list[GenerationRequest], StepCallback | None], list[GenerationResult]]
 
 
@@ -87,13 +90,19 @@ class BatchingQueue:
     def _serve(self, batch: list[_Ticket]) -> None:
         try:
             self._run(batch)
-        except GenerationFailed as error:
+        except GenerationCancelled as error:
+            for ticket in batch:
+                ticket.error = error
+        except Exception as error:  # noqa: BLE001 - its caller re-raises it
             if len(batch) == 1:
                 batch[0].error = error
             else:
-                for ticket in batch:  # find whose output failed; the others still get their images
-                    self._serve([ticket])
-        except BaseException as error:  # noqa: BLE001 - handed to every caller in the batch, who re-raise it
+                for ticket in batch:  # find whose request failed the run; the others still get their images
+                    if ticket.cancelled_at is not None:
+                        ticket.error = GenerationCancelled(*ticket.cancelled_at)
+                    else:
+                        self._serve([ticket])
+        except BaseException as error:  # noqa: BLE001 - an interrupt: handed to every caller, who re-raise it
             for ticket in batch:
                 ticket.error = error
         finally:
@@ -117,8 +126,12 @@ class BatchingQueue:
             if any(ticket.cancelled_at is None for ticket in batch):
                 raise
             results = [None] * len(batch)  # every caller cancelled; each gets its own step below
+        except BatchPartlyFailed as partly:
+            results = partly.outcomes
         for ticket, result in zip(batch, results):
             if ticket.cancelled_at is not None:
                 ticket.error = GenerationCancelled(*ticket.cancelled_at)
+            elif isinstance(result, Exception):
+                ticket.error = result
             else:
                 ticket.result = result

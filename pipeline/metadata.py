@@ -13,15 +13,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypedDict
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from pipeline.postprocess import PostprocessSettings
+from pipeline.postprocess import PostprocessSettings, file_name, shown
+from pipeline.postprocess.images import reason
 from pipeline.request import GenerationRequest
 
 SETTINGS_KEY = "studio"
 FORMAT_VERSION = 1
-MAX_SETTINGS_BYTES = 64 * 1024
+# Bounds the work of reading a foreign PNG. The largest record this studio writes is about 90 KB:
+# two 2,000-character prompts of 4-byte characters, a palette at its cap, and three paths (the
+# colour reference, the upscaler, a model folder) at 4,096 characters each, escaped as JSON.
+MAX_SETTINGS_BYTES = 256 * 1024
 
 
 class BatchRecord(TypedDict):
@@ -108,41 +112,92 @@ def save_png(image: Image.Image, settings: ImageSettings, path: str | Path) -> P
 
 
 def read_settings(path: str | Path) -> ImageSettings:
-    """The settings stored in a PNG this studio made; ValueError for any other file."""
-    try:
-        with Image.open(path) as image:
-            text = image.text.get(SETTINGS_KEY) if image.format == "PNG" else None
-    except (OSError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
+    """The settings stored in a PNG this studio made; ValueError for any other file.
+
+    Only the chunks ahead of the pixels are read, where `save_png` puts the settings, so no picture
+    is decoded for them. Messages name the file by its base name: a visitor's upload lives in a
+    server folder.
+    """
+    name = file_name(path)
+    text = _settings_text(path, name)
     if text is None:
-        raise ValueError(f"{str(path)!r} holds no studio settings (only PNGs saved by this studio do)")
-    if len(text) > MAX_SETTINGS_BYTES:
-        raise ValueError(f"{str(path)!r}: settings chunk is larger than {MAX_SETTINGS_BYTES} bytes")
+        raise ValueError(f"{name!r} holds no studio settings (only PNGs saved by this studio do)")
+    if len(text.encode("utf-8", "replace")) > MAX_SETTINGS_BYTES:
+        raise ValueError(f"{name!r}: settings chunk is larger than {MAX_SETTINGS_BYTES} bytes")
     try:
         settings = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{str(path)!r}: settings chunk is not valid JSON ({error})") from None
-    if not isinstance(settings, dict) or settings.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{str(path)!r}: settings are not in format version {FORMAT_VERSION}")
+    except RecursionError:
+        raise ValueError(f"{name!r}: settings chunk is nested too deeply to be settings this studio wrote") from None
+    except ValueError as error:  # JSONDecodeError, or a number literal of thousands of digits
+        raise ValueError(f"{name!r}: settings chunk is not valid JSON ({shown(str(error), 80)})") from None
+    if not isinstance(settings, dict) or not _is_a(settings.get("format"), int) or settings["format"] != FORMAT_VERSION:
+        raise ValueError(f"{name!r}: settings are not in format version {FORMAT_VERSION}")
+    _check_record(settings)
     return settings
+
+
+def _settings_text(path: str | Path, name: str) -> str | None:
+    try:
+        with Image.open(path) as image:
+            text = image.info.get(SETTINGS_KEY) if image.format == "PNG" else None
+    except FileNotFoundError:
+        raise ValueError(f"cannot read image {name!r}: file not found") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"cannot read image {name!r}: not a picture format this server reads") from None
+    except Exception as error:  # noqa: BLE001 - PIL's PNG reader raises many types for a malformed file
+        raise ValueError(f"cannot read image {name!r}: {reason(error, path)}") from None
+    return text if isinstance(text, str) else None
+
+
+# The fields of a stored record that reproduce its image, and the JSON type of each; the record's
+# other fields are checked when present.
+_REQUIRED_FIELDS = {"prompt": str, "negative_prompt": str, "seed": int, "steps": int, "guidance": (int, float),
+                    "width": int, "height": int, "model": str}
+_OPTIONAL_FIELDS = {"batch": dict, "postprocess": dict, "model_revision": str, "pipeline": str, "scheduler": str,
+                    "device": str, "dtype": str, "versions": dict}
+_BATCH_FIELDS = ("seed", "index", "size")
+_TYPE_NAMES = {str: "text", int: "a whole number", (int, float): "a number", dict: "an object"}
+
+
+def _check_record(settings: object) -> None:
+    """ValueError, naming the field, unless `settings` has every field a record needs, each of its type."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"stored settings must be an object of fields, got {type(settings).__name__}")
+    missing = [field for field in _REQUIRED_FIELDS if field not in settings]
+    if missing:
+        raise ValueError(f"stored settings are incomplete: {', '.join(missing)} missing")
+    for field, kind in (*_REQUIRED_FIELDS.items(), *_OPTIONAL_FIELDS.items()):
+        if field in settings and not _is_a(settings[field], kind):
+            raise ValueError(f"stored {field} must be {_TYPE_NAMES[kind]}, got {shown(settings[field])}")
+    batch = settings.get("batch")
+    if batch is not None:
+        for field in _BATCH_FIELDS:
+            if not _is_a(batch.get(field), int):
+                raise ValueError(f"stored batch.{field} must be a whole number, got {shown(batch.get(field))}")
+
+
+def _is_a(value: object, kind: type | tuple) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)  # JSON true is no number
 
 
 def request_from_settings(settings: ImageSettings) -> tuple[GenerationRequest, int]:
     """The request that reproduces the image the settings describe, and the image's index in it.
 
     An image from a batch is reproduced by running its whole batch again: batched matrix products
-    may round differently from a single image's, and the promise is identical pixels.
+    may round differently from a single image's, and the promise is identical pixels. Settings of
+    any other form are a ValueError naming the field.
     """
-    try:
-        batch = settings.get("batch") or {"seed": settings["seed"], "index": 0, "size": 1}
-        request = GenerationRequest(
-            prompt=settings["prompt"], negative_prompt=settings["negative_prompt"], seed=batch["seed"],
-            steps=settings["steps"], guidance=settings["guidance"], width=settings["width"],
-            height=settings["height"], num_images=batch["size"],
-            postprocess=PostprocessSettings.from_dict(settings.get("postprocess") or {}))
-        index = batch["index"]
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"stored settings are incomplete ({error})") from None
-    if not isinstance(index, int) or not 0 <= index < request.num_images:
-        raise ValueError(f"stored batch index {index!r} is outside the batch of {request.num_images}")
+    _check_record(settings)
+    batch = settings.get("batch")
+    if batch is None:
+        batch = {"seed": settings["seed"], "index": 0, "size": 1}
+    postprocess = settings.get("postprocess")
+    request = GenerationRequest(
+        prompt=settings["prompt"], negative_prompt=settings["negative_prompt"], seed=batch["seed"],
+        steps=settings["steps"], guidance=settings["guidance"], width=settings["width"],
+        height=settings["height"], num_images=batch["size"],
+        postprocess=PostprocessSettings.from_dict({} if postprocess is None else postprocess))
+    index = batch["index"]
+    if not 0 <= index < request.num_images:
+        raise ValueError(f"stored batch.index {shown(index)} is outside the batch of {request.num_images}")
     return request, index

@@ -138,7 +138,15 @@ def _read_pipeline_config(path: Path, reference: str) -> dict:
     index = path / "model_index.json"
     if not index.is_file():
         raise ModelNotAvailable(f"Model {reference!r}: {path} is not a diffusers model folder (no model_index.json).")
-    return json.loads(index.read_text())
+    try:
+        config = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as error:
+        raise ModelNotAvailable(f"Model {reference!r}: {index} is not valid JSON ({type(error).__name__}: "
+                                f"{str(error)[:120]}); download or copy the model again.") from None
+    if not isinstance(config, dict):
+        raise ModelNotAvailable(f"Model {reference!r}: {index} is not a diffusers model index (a JSON object); "
+                                "download or copy the model again.")
+    return config
 
 
 def model_limits(source: ModelSource, pipe: DiffusionPipeline) -> ModelLimits:
@@ -159,6 +167,8 @@ def resolve(reference: str, like: str | None = None) -> ModelSource:
     `like` names a preset whose settings (limits, encoding options) apply to `reference`, a folder
     or hub id of the same pipeline class: for example a retrained copy of the embedded model.
     """
+    if like and like not in PRESETS:
+        raise ModelNotAvailable(f"Model settings like {like!r}: not a preset ({', '.join(PRESETS)}).")
     preset = PRESETS[like] if like else PRESETS.get(reference)
     source = preset.source if preset and reference == preset.name else reference
     if Path(source).expanduser().is_dir():
@@ -171,8 +181,9 @@ def resolve(reference: str, like: str | None = None) -> ModelSource:
             f"Model {reference!r} is not a preset ({', '.join(PRESETS)}), a local folder, or a hub id (owner/name).")
     config = _read_pipeline_config(path, reference)
     pipeline_class = config.get("_class_name", "")
-    if pipeline_class not in FAMILIES:
-        raise ModelNotAvailable(f"Model {reference!r} is a {pipeline_class or 'unknown'} pipeline; "
+    if not isinstance(pipeline_class, str) or pipeline_class not in FAMILIES:
+        named = repr(pipeline_class[:80]) if isinstance(pipeline_class, str) and pipeline_class else "none"
+        raise ModelNotAvailable(f"Model {reference!r} names the pipeline class {named} in its model_index.json; "
                                 f"supported: {', '.join(sorted(FAMILIES))}.")
     if preset is not None and pipeline_class != preset.pipeline_class:
         # The preset's limits (size multiple, step and guidance ranges) hold for its own class only.
@@ -181,11 +192,48 @@ def resolve(reference: str, like: str | None = None) -> ModelSource:
     return ModelSource(reference, path, revision, family_for(pipeline_class), config, preset)
 
 
+def check_weights(source: ModelSource) -> None:
+    """ModelNotAvailable, naming the component and the file, for a model component (one that
+    model_index.json names, with a config.json) whose .safetensors weights are missing, empty or cut
+    short, as an interrupted download or copy leaves them; only each file's header is read."""
+    from safetensors import safe_open
+
+    named = [name for name, value in source.config.items()
+             if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None]
+    for component in named:
+        if not (source.path / component / "config.json").is_file():
+            continue  # a tokenizer or scheduler: no weights
+        weights = sorted((source.path / component).glob("*.safetensors"))
+        if not weights:
+            raise ModelNotAvailable(f"Model {source.reference!r}: the {component} has no .safetensors weights in "
+                                    f"{component}/; download or copy the model again.")
+        for path in weights:
+            try:
+                with safe_open(str(path), framework="pt") as opened:
+                    opened.keys()
+            except Exception as error:  # noqa: BLE001 - safetensors raises its own error type, and OSError
+                raise ModelNotAvailable(
+                    f"Model {source.reference!r}: the {component} weights {component}/{path.name} cannot be read "
+                    f"({str(error)[:120] or type(error).__name__}); the file is damaged or incomplete, so "
+                    "download or copy the model again.") from None
+
+
 def load_pipeline(source: ModelSource, dtype: torch.dtype) -> DiffusionPipeline:
-    """The stock diffusers pipeline of the source's family, on the CPU."""
+    """The stock diffusers pipeline of the source's family, on the CPU.
+
+    A model folder that diffusers cannot load (a damaged weights file, a missing component) is
+    ModelNotAvailable with one sentence, never a traceback.
+    """
     import diffusers
 
+    check_weights(source)
     pipeline_class = getattr(diffusers, source.family.pipeline_class)
-    pipe = pipeline_class.from_pretrained(source.path, dtype=dtype, use_safetensors=True)
+    try:
+        pipe = pipeline_class.from_pretrained(source.path, dtype=dtype, use_safetensors=True)
+    except Exception as error:  # noqa: BLE001 - diffusers and transformers raise OSError, ValueError, KeyError, ...
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ModelNotAvailable(
+            f"Model {source.reference!r} cannot be loaded as a {source.family.pipeline_class} "
+            f"({type(error).__name__}: {first_line}); check that the folder is a complete copy of the model.") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipeline.postprocess import PostprocessSettings
+from pipeline.postprocess import PostprocessSettings, shown
 
 # Returned by an `on_step(step, total)` callback to stop the run after the current step.
 CANCEL = "cancel"
@@ -47,9 +47,23 @@ def _check_text(name: str, text: Any, *, allow_empty: bool) -> None:
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     # bool is an int subclass: True must not pass as 1.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {shown(value)}")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be from {low} to {high}, got {value}")
+        nearest = min(max(value, low), high)
+        raise ValueError(f"{name} must be from {low} to {high}, got {shown(value)} (nearest: {nearest})")
+
+
+def _check_number(name: str, value: Any) -> float:
+    """`value` as a float; ValueError unless it is a finite int or float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {shown(value)}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -81,13 +95,9 @@ class GenerationRequest:
             if value is not None:
                 _check_int(name, value, 1, 16384)
         if self.guidance is not None:
-            if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)):
-                raise ValueError(f"guidance must be a number, got {self.guidance!r}")
-            if not math.isfinite(self.guidance):
-                raise ValueError(f"guidance must be a finite number, got {self.guidance}")
-            object.__setattr__(self, "guidance", float(self.guidance))
+            object.__setattr__(self, "guidance", _check_number("guidance", self.guidance))
         if not isinstance(self.postprocess, PostprocessSettings):
-            raise ValueError("postprocess must be a PostprocessSettings")
+            raise ValueError(f"postprocess must be a PostprocessSettings, got {type(self.postprocess).__name__}")
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
@@ -180,3 +190,17 @@ class GenerationCancelled(Exception):
 
 class GenerationFailed(RuntimeError):
     """The model ran but its output is unusable (NaN or an all-black picture)."""
+
+
+class BatchPartlyFailed(Exception):
+    """Some requests of a batch failed on their own and the others were served.
+
+    `outcomes` holds, in the batch's order, each request's `GenerationResult` or the exception
+    that request failed with, so that each caller gets its own.
+    """
+
+    def __init__(self, outcomes: list[GenerationResult | Exception]):
+        failed = [(index, outcome) for index, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+        super().__init__(f"{len(failed)} of {len(outcomes)} requests failed: " + "; ".join(
+            f"request {index + 1}: {outcome}" for index, outcome in failed))
+        self.outcomes = outcomes

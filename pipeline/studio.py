@@ -16,7 +16,8 @@ Stages of `generate`, each timed in the result:
 5. postprocess - the optional chain: denoise -> colour -> upsample
 
 `generate` may be called from many threads: requests that wait for the device together are served
-as one forward batch (`pipeline.batching`); `generate_batch` takes a list directly.
+as one forward batch (`pipeline.batching`); `generate_batch` takes a list directly. One request's
+bad file or failing post-processing fails that request only, never the others of its batch.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
 from pipeline import speed
 from pipeline.postprocess import PostprocessChain, StageInputs
-from pipeline.request import (CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult,
-                              StepCallback)
+from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, GenerationFailed, GenerationRequest,
+                              GenerationResult, StepCallback)
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -154,22 +155,36 @@ class Studio:
         Requests with the same steps, guidance and size share one forward batch of the denoiser
         and decoder; each image keeps its own seed, so it matches the request served alone up
         to the rounding of batched matrix products. Every request is validated before any runs.
+        A request that fails on its own (a value out of limits, a file that cannot be read, a
+        post-processing stage) does not fail the others: they are served, then `BatchPartlyFailed`
+        carries every request's result or error.
         """
         with self._lock:
             started = time.perf_counter()
-            requests, inputs = map(list, zip(*(self.validate(request) for request in requests)))
+            validated = [self._validated(request) for request in requests]  # (request, inputs), or the error
             validate_s = time.perf_counter() - started
-            results: list[GenerationResult | None] = [None] * len(requests)
-            for indices in _compatible_groups(requests):
-                group = self._run_group([requests[index] for index in indices], [inputs[index] for index in indices],
-                                        on_step)
-                for index, result in zip(indices, group):
-                    result.timings = {"validate": validate_s, **result.timings}
-                    results[index] = result
-            return results
+            outcomes = [item if isinstance(item, Exception) else None for item in validated]
+            ready = [index for index, item in enumerate(validated) if not isinstance(item, Exception)]
+            for group in _compatible_groups([validated[index][0] for index in ready]):
+                indices = [ready[member] for member in group]
+                resolved, inputs = zip(*(validated[index] for index in indices))
+                for index, result in zip(indices, self._run_group(list(resolved), list(inputs), on_step)):
+                    if isinstance(result, GenerationResult):
+                        result.timings = {"validate": validate_s, **result.timings}
+                    outcomes[index] = result
+            if any(isinstance(outcome, Exception) for outcome in outcomes):
+                raise BatchPartlyFailed(outcomes)
+            return outcomes
+
+    def _validated(self, request: GenerationRequest) -> tuple[GenerationRequest, StageInputs] | Exception:
+        """`validate(request)`, or the error it raised: one request's bad value or file fails it alone."""
+        try:
+            return self.validate(request)
+        except Exception as error:  # noqa: BLE001 - handed to this request's caller only
+            return error
 
     def _run_group(self, requests: list[GenerationRequest], inputs: list[StageInputs],
-                   on_step: StepCallback | None) -> list[GenerationResult]:
+                   on_step: StepCallback | None) -> list[GenerationResult | Exception]:
         first = requests[0]  # all share steps, guidance and size
         started = time.perf_counter()
         cfg = self.family.cfg_active(first.guidance, self.pipe)
@@ -187,15 +202,24 @@ class Studio:
         for request, request_inputs in zip(requests, inputs):
             own = originals[offset:offset + request.num_images]
             offset += request.num_images
-            started = time.perf_counter()
-            images = own
-            if request.postprocess.enabled:
-                images = [self.postprocess_chain(image, request.postprocess, request_inputs)[0] for image in own]
-            timings = {"encode": encode_s, "denoise": denoise_s, "decode": decode_s,
-                       "postprocess": time.perf_counter() - started}
-            settings = [self._image_settings(request, index) for index in range(request.num_images)]
-            results.append(GenerationResult(images=images, settings=settings, timings=timings, originals=own))
+            timings = {"encode": encode_s, "denoise": denoise_s, "decode": decode_s}
+            results.append(self._finish(request, request_inputs, own, timings))
         return results
+
+    def _finish(self, request: GenerationRequest, inputs: StageInputs, originals: list[Image.Image],
+                timings: dict[str, float]) -> GenerationResult | Exception:
+        """Stage 5 and the records of one request's images. An error of its post-processing is
+        returned, not raised, so that it fails this request and not the others of its batch."""
+        started = time.perf_counter()
+        try:
+            images = originals
+            if request.postprocess.enabled:
+                images = [self.postprocess_chain(image, request.postprocess, inputs)[0] for image in originals]
+        except Exception as error:  # noqa: BLE001 - handed to this request's caller only
+            return error
+        timings = {**timings, "postprocess": time.perf_counter() - started}
+        settings = [self._image_settings(request, index) for index in range(request.num_images)]
+        return GenerationResult(images=images, settings=settings, timings=timings, originals=originals)
 
     @torch.no_grad()
     def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],

@@ -6,11 +6,16 @@ import threading
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import pipeline.postprocess.chain as chain_module
 from helpers.waiting import wait_until
 from pipeline.batching import BatchingQueue
-from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest
+from pipeline.postprocess import PostprocessSettings
+from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, GenerationFailed, GenerationRequest,
+                              GenerationResult)
 from pipeline.studio import Studio
+from test_postprocess_upscaler import tiny_esrgan
 
 WAIT_S = 60  # upper bound of the joins below; none is a timing assertion
 
@@ -129,19 +134,93 @@ def test_a_batch_whose_callers_all_cancel_stops(sana, monkeypatch):
         "cancelled after step 1 of 6; no image was produced", "cancelled after step 2 of 6; no image was produced"]
 
 
-def test_a_failed_output_fails_only_its_own_request():
+@pytest.mark.parametrize("error", [
+    GenerationFailed("image 1 decoded to an all-black picture"),
+    RuntimeError("CUDA out of memory"),
+    ValueError("color_reference: cannot read 'brand.png' as an image"),
+])
+def test_a_failed_batch_is_served_again_one_request_at_a_time(error):
     def run(requests, on_step):
-        if any(item.prompt == "collapses" for item in requests):
-            raise GenerationFailed("image 1 decoded to an all-black picture")
+        if any(item.prompt == "fails" for item in requests):
+            raise error
         return [f"picture of {item.prompt}" for item in requests]
 
     recorder = Recorder(run, lambda: queue.waiting, 2)
     queue = BatchingQueue(recorder, max_batch=4)
     outcomes = serve_together(queue.submit, lambda: queue.waiting, recorder,
-                              [request("first", 1), request("collapses", 2), request("fine", 3)])
-    assert recorder.batches == [["first"], ["collapses", "fine"], ["collapses"], ["fine"]]
+                              [request("first", 1), request("fails", 2), request("fine", 3)])
+    assert recorder.batches == [["first"], ["fails", "fine"], ["fails"], ["fine"]]
     assert outcomes[0] == "picture of first" and outcomes[2] == "picture of fine"
-    assert isinstance(outcomes[1], GenerationFailed) and "all-black" in str(outcomes[1])
+    assert outcomes[1] is error
+
+
+def test_a_request_cancelled_in_a_failed_batch_is_not_served_again():
+    def run(requests, on_step):
+        on_step(1, 2)
+        if len(requests) > 1:
+            raise RuntimeError("the batch failed after its first step")
+        return [f"picture of {item.prompt}" for item in requests]
+
+    recorder = Recorder(run, lambda: queue.waiting, 2)
+    queue = BatchingQueue(recorder, max_batch=4)
+    outcomes = serve_together(queue.submit, lambda: queue.waiting, recorder,
+                              [request("first", 1), request("cancelled", 2), request("fine", 3)],
+                              [None, lambda step, total: CANCEL, None])
+    assert recorder.batches == [["first"], ["cancelled", "fine"], ["fine"]]
+    assert str(outcomes[1]) == "cancelled after step 1 of 2; no image was produced"
+    assert outcomes[2] == "picture of fine"
+
+
+def test_a_file_gone_bad_in_a_batch_fails_only_its_own_request(sana, tmp_path, monkeypatch):
+    """Two requests name files that were fine when they were validated and are not when their batch
+    runs: a colour reference cut short and a learned upscaler overwritten with junk. Each gets its
+    own sentence, naming the file without the server's folders; the valid request gets its image."""
+    reference, upscaler = tmp_path / "brand.png", tiny_esrgan(tmp_path / "sr.safetensors", scale=2)
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(reference)
+    requests = [request("first", 1),
+                request("bad reference", 2).replace(postprocess=PostprocessSettings(
+                    color="reference", color_reference=str(reference))),
+                request("junk upscaler", 3).replace(postprocess=PostprocessSettings(upscale=2, upscaler=str(upscaler))),
+                request("valid", 4)]
+    alone = sana.generate(requests[3])
+    recorder = record_batches(sana, 3, monkeypatch)
+
+    def spoil_then_run(batch, on_step=None):
+        if len(recorder.batches) == 1:  # the second batch: its files were read when each request was validated
+            reference.write_bytes(reference.read_bytes()[:60])
+            upscaler.write_bytes(b"junk" * 100)
+        return recorder(batch, on_step)
+
+    monkeypatch.setattr(sana, "generate_batch", spoil_then_run)
+    outcomes = serve_together(sana.generate, lambda: sana.waiting, recorder, requests)
+    assert recorder.batches == [["first"], ["bad reference", "junk upscaler", "valid"]]
+    assert isinstance(outcomes[0], GenerationResult) and isinstance(outcomes[3], GenerationResult)
+    assert difference(outcomes[3], alone) <= 1
+    assert isinstance(outcomes[1], ValueError) and isinstance(outcomes[2], ValueError)
+    assert str(outcomes[1]).startswith("color_reference: cannot read 'brand.png' as an image")
+    assert str(outcomes[2]).startswith("upscaler: cannot read 'sr.safetensors'")
+    assert not any(str(tmp_path) in str(outcome) for outcome in outcomes[1:3])
+
+
+def test_a_failing_post_processing_stage_fails_only_its_own_request(sana, monkeypatch):
+    def broken_palette(image, palette, strength):
+        raise RuntimeError("the palette stage broke")
+
+    monkeypatch.setattr(chain_module, "match_palette", broken_palette)
+    requests = [request("a red circle", 1).replace(postprocess=PostprocessSettings(
+                    color="palette", color_palette=("#102030",))),
+                request("a blue square", 2).replace(postprocess=PostprocessSettings(color="auto"))]
+    forwards = []
+    hook = sana.pipe.transformer.register_forward_hook(lambda *args: forwards.append(1))
+    try:
+        with pytest.raises(BatchPartlyFailed, match="^1 of 2 requests failed: request 1: the palette stage") as error:
+            sana.generate_batch(requests)
+    finally:
+        hook.remove()
+    assert len(forwards) == 2  # one forward batch of two steps: the images were made once, together
+    failed, served = error.value.outcomes
+    assert isinstance(failed, RuntimeError)
+    assert served.images[0].size == (32, 32) and served.settings[0]["postprocess"]["color"] == "auto"
 
 
 def test_a_bad_request_fails_alone_before_it_queues(sana):

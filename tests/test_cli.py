@@ -124,5 +124,5 @@ def test_a_png_whose_colour_reference_is_gone_still_yields_its_settings(tiny_fol
     assert main(["generate", "--from-image", str(path), "--out", str(tmp_path / "b")]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == f"error: color_reference: file not found: {reference}\n"
+    assert captured.err == f"error: color_reference: file not found: {reference.name!r}\n"
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

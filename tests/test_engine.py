@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
-from pipeline.metadata import read_settings, request_from_settings, save_png
-from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest
+from pipeline.metadata import (MAX_SETTINGS_BYTES, SETTINGS_KEY, image_settings, read_settings, request_from_settings,
+                               save_png)
+from pipeline.postprocess import MAX_PALETTE_COLOURS, MAX_PATH_CHARS, PostprocessSettings
+from pipeline.request import (CANCEL, MAX_PROMPT_CHARS, MAX_SEED, GenerationCancelled, GenerationFailed,
+                              GenerationRequest)
 from pipeline.studio import Studio
 
 
@@ -170,3 +174,123 @@ def test_read_settings_refuses_other_files(tmp_path):
     text.write_text("hello")
     with pytest.raises(ValueError, match="cannot read image"):
         read_settings(text)
+
+
+@pytest.mark.parametrize("field", ["seed", "steps", "width", "height", "num_images", "guidance"])
+@pytest.mark.parametrize("value", ["7", None, [], {}, [7], 10**5000, b"7"],
+                         ids=["text", "None", "list", "dict", "nested", "huge", "bytes"])
+def test_a_number_field_given_anything_else_is_one_sentence(field, value):
+    if value is None and field in ("steps", "guidance", "width", "height"):
+        return  # None means "the model's default" there
+    with pytest.raises(ValueError) as error:
+        GenerationRequest(**{"prompt": "a cat", field: value})
+    assert str(error.value).startswith(f"{field} must be ")
+    assert len(str(error.value)) < 150
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"prompt": None}, "prompt must be text, got NoneType"),
+    ({"prompt": ["a cat"]}, "prompt must be text, got list"),
+    ({"negative_prompt": None}, "negative_prompt must be text, got NoneType"),
+    pytest.param({"guidance": 10**400}, "guidance must be a finite number, got " + "1" + "0" * 36 + "...",
+                 id="huge guidance"),
+    ({"guidance": "4.5"}, "guidance must be a number, got '4.5'"),
+    ({"postprocess": {"upscale": 2}}, "postprocess must be a PostprocessSettings, got dict"),
+    ({"steps": 0}, "steps must be from 1 to 1000, got 0 (nearest: 1)"),
+])
+def test_request_sentences(changes, message):
+    with pytest.raises(ValueError) as error:
+        GenerationRequest(**{"prompt": "a cat", **changes})
+    assert str(error.value) == message
+
+
+def stored(**changes) -> dict:
+    """A record as `image_settings` writes it, with `changes`."""
+    request = GenerationRequest(prompt="a cat", seed=3, steps=2, guidance=4.5, width=32, height=32)
+    settings = image_settings(request, 0, model="embedded", revision="r", pipeline="SanaPipeline", scheduler="S",
+                              device="cpu", dtype="float32")
+    return json.loads(json.dumps({**settings, **changes}))
+
+
+def png_with_settings(path, text: str):
+    info = PngInfo()
+    info.add_text(SETTINGS_KEY, text)
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    pytest.param("[" * 1000 + "]" * 1000, "'deep.png': settings ", id="nested"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "'deep.png': settings chunk is nested too deeply",
+                 id="nested deeper"),
+    pytest.param('{"format": 1, "seed": ' + "9" * 5000 + "}", "'deep.png': settings chunk is not valid JSON",
+                 id="long number"),
+    ("{not json", "'deep.png': settings chunk is not valid JSON"),
+    ('{"format": true}', "'deep.png': settings are not in format version 1"),
+    (json.dumps(stored(seed="3")), "stored seed must be a whole number, got '3'"),
+    (json.dumps(stored(model=3)), "stored model must be text, got 3"),
+    (json.dumps(stored(batch="first")), "stored batch must be an object, got 'first'"),
+    (json.dumps(stored(batch={"seed": 3, "index": True, "size": 1})),
+     "stored batch.index must be a whole number, got True"),
+    (json.dumps(stored(postprocess=[1])), "stored postprocess must be an object, got [1]"),
+    (json.dumps({k: v for k, v in stored().items() if k != "prompt"}),
+     "stored settings are incomplete: prompt missing"),
+])
+def test_read_settings_gives_every_malformed_record_a_sentence(tmp_path, text, message):
+    path = png_with_settings(tmp_path / "deep.png", text)
+    with pytest.raises(ValueError) as error:
+        read_settings(path)
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ([], "stored settings must be an object of fields, got list"),
+    ("settings", "stored settings must be an object of fields, got str"),
+    (stored(steps=None), "stored steps must be a whole number, got None"),
+    (stored(batch={"seed": 3, "index": 0}), "stored batch.size must be a whole number, got None"),
+    (stored(batch={"seed": 3, "index": 2, "size": 2}), "stored batch.index 2 is outside the batch of 2"),
+    (stored(batch={"seed": 3, "index": 0, "size": 99}), "num_images must be from 1 to 8, got 99 (nearest: 8)"),
+    (stored(postprocess={"upscale": None}), "upscale must be one of 1, 2, 4, got None"),
+    (stored(postprocess={"color": "palette", "color_palette": [[1]]}), "color_palette: [1] is not a hex colour"),
+    (stored(postprocess={"sharpen": 1}), "unknown post-processing settings: 'sharpen'"),
+])
+def test_request_from_settings_gives_any_junk_a_sentence(settings, message):
+    with pytest.raises(ValueError) as error:
+        request_from_settings(settings)
+    assert str(error.value).startswith(message)
+
+
+def test_read_settings_names_the_file_by_its_base_name(tmp_path):
+    folder = tmp_path / "gradio" / "5f3a9c"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("hello")
+    Image.new("RGB", (8, 8)).save(folder / "plain.png")
+    png_with_settings(folder / "broken.png", "{")
+    for name in ("notes.txt", "plain.png", "broken.png", "gone.png"):
+        with pytest.raises(ValueError) as error:
+            read_settings(folder / name)
+        assert f"'{name}'" in str(error.value) and "5f3a9c" not in str(error.value), str(error.value)
+
+
+def test_the_largest_settings_this_studio_writes_round_trip(tmp_path):
+    """The longest prompts of the widest characters, a palette at its cap, and paths at their cap of
+    the characters JSON spells longest all fit the settings chunk, and come back unchanged."""
+    long_path = "/" + "\x01" * (MAX_PATH_CHARS - 5) + ".png"
+    postprocess = PostprocessSettings(
+        color="palette", color_palette=tuple(f"#0000{index:02X}" for index in range(MAX_PALETTE_COLOURS)),
+        upscale=4, upscaler=long_path[:-4] + ".pth")
+    request = GenerationRequest(prompt="\U0001F600" * MAX_PROMPT_CHARS, negative_prompt='"' * MAX_PROMPT_CHARS,
+                                seed=MAX_SEED - 7, steps=1000, guidance=4.5, width=16384, height=16384,
+                                num_images=8, postprocess=postprocess)
+    settings = image_settings(request, 7, model=long_path, revision="local-0123456789ab", pipeline="SanaPipeline",
+                              scheduler="FlowMatchEulerDiscreteScheduler", device="cuda:0", dtype="bfloat16")
+    assert len(json.dumps(settings, ensure_ascii=False).encode()) <= MAX_SETTINGS_BYTES
+    path = save_png(Image.new("RGB", (8, 8)), settings, tmp_path / "largest.png")
+    assert read_settings(path) == json.loads(json.dumps(settings))
+    assert request_from_settings(read_settings(path)) == (request, 7)
+    reference = PostprocessSettings(color="reference", color_reference=long_path, upscale=4,
+                                    upscaler=long_path[:-4] + ".pth")
+    settings = image_settings(request.replace(postprocess=reference), 7, model=long_path, revision="r",
+                              pipeline="SanaPipeline", scheduler="S", device="cuda:0", dtype="bfloat16")
+    assert len(json.dumps(settings, ensure_ascii=False).encode()) <= MAX_SETTINGS_BYTES
+    assert read_settings(save_png(Image.new("RGB", (8, 8)), settings, tmp_path / "paths.png")) == settings

@@ -1,10 +1,15 @@
 """Every supported family, from tiny components of its real classes, through the project's loader."""
 from __future__ import annotations
 
+import re
+import shutil
+
 import numpy as np
 import pytest
 
 from helpers import tiny_models
+from pipeline.__main__ import main
+from pipeline.models import ModelNotAvailable
 from pipeline.request import GenerationRequest
 from pipeline.studio import Studio
 
@@ -13,6 +18,9 @@ EXPECTED_CLASS = {
     "sana": "SanaPipeline", "sana-sprint": "SanaSprintPipeline", "z-image": "ZImagePipeline",
     "flux2-klein": "Flux2KleinPipeline", "qwen-image": "QwenImagePipeline", "lumina2": "Lumina2Pipeline",
 }
+
+
+TRANSFORMER = "transformer/diffusion_pytorch_model.safetensors"
 
 
 def pixels(result, index: int = 0) -> np.ndarray:
@@ -114,3 +122,32 @@ def test_studio_matches_the_stock_call(family, tiny_studio):
                  height=request.height, generator=torch.Generator("cpu").manual_seed(request.seed),
                  output_type="pil", **stock_kwargs).images[0]
     assert np.array_equal(np.asarray(stock), pixels(studio.generate(request)))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / "model_index.json").write_text("{not json"),
+     "model_index.json is not valid JSON (JSONDecodeError: Expecting property name"),
+    (lambda folder: (folder / "model_index.json").write_text('["SanaPipeline"]'),
+     "model_index.json is not a diffusers model index"),
+    (lambda folder: (folder / TRANSFORMER).write_bytes((folder / TRANSFORMER).read_bytes()[:5000]),
+     f"the transformer weights {TRANSFORMER} cannot be read"),
+    (lambda folder: (folder / TRANSFORMER).write_bytes(b""), f"the transformer weights {TRANSFORMER} cannot be read"),
+    (lambda folder: (folder / "vae" / "diffusion_pytorch_model.safetensors").unlink(),
+     "the vae has no .safetensors weights in vae/"),
+], ids=["index not JSON", "index not an object", "weights cut short", "weights empty", "weights missing"])
+def test_a_broken_model_folder_is_one_sentence(damage, message, tiny_folder, tmp_path, capsys):
+    folder = shutil.copytree(tiny_folder("sana"), tmp_path / "model")
+    capsys.readouterr()  # the tiny model's saving bars, when this test made it
+    damage(folder)
+    with pytest.raises(ModelNotAvailable, match=re.escape(message)):
+        Studio.load(str(folder), device="cpu")
+    assert main(["generate", "--prompt", "a cat", "--model", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: Model {str(folder)!r}") and message in err
+
+
+def test_a_component_that_diffusers_cannot_load_is_one_sentence(tiny_folder, tmp_path):
+    folder = shutil.copytree(tiny_folder("sana"), tmp_path / "model")
+    (folder / "transformer" / "config.json").write_text("{junk")
+    with pytest.raises(ModelNotAvailable, match=r"cannot be loaded as a SanaPipeline \(OSError: .*config.json"):
+        Studio.load(str(folder), device="cpu")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -72,10 +73,53 @@ def test_settings_round_trip_through_json(tmp_path):
     ({"upscale": True}, "upscale"),
     ({"upscale": 2, "upscaler": "model.onnx"}, "upscaler"),
     ({"upscaler": "model.safetensors"}, "upscaler"),
+    ({"upscale": 2.0}, "upscale"),
+    ({"upscale": None}, "upscale"),
+    ({"denoise": 10**400}, "denoise"),
+    ({"color": ["auto"]}, "color"),
+    ({"color": "auto", "color_strength": "1"}, "color_strength"),
+    ({"color": "palette", "color_palette": (["#123456"],)}, "color_palette"),
+    ({"color": "reference", "color_reference": ""}, "color_reference"),
+    ({"color": "reference", "color_reference": "brand\0.png"}, "color_reference"),
+    ({"color": "reference", "color_reference": "brand\ud800.png"}, "color_reference"),
+    ({"upscale": 2, "upscaler": "x" * pp.MAX_PATH_CHARS + ".pth"}, "upscaler"),
 ])
 def test_bad_settings_name_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=f"^{field}"):
         PostprocessSettings(**kwargs)
+
+
+def test_values_out_of_range_are_told_the_nearest_valid_one():
+    with pytest.raises(ValueError, match=r"^color_strength must be in 0..1, got 1.5 \(nearest: 1\)$"):
+        PostprocessSettings(color="auto", color_strength=1.5)
+    with pytest.raises(ValueError,
+                       match=r"^denoise must be None, 'auto' or a strength in 0..1, got -0.1 \(nearest: 0\)$"):
+        PostprocessSettings(denoise=-0.1)
+
+
+def test_a_palette_is_at_most_sixteen_colours():
+    palette = tuple(f"#0000{index:02X}" for index in range(pp.MAX_PALETTE_COLOURS + 1))
+    assert pp.MAX_PALETTE_COLOURS == 16
+    assert PostprocessSettings(color="palette", color_palette=palette[:16]).color_palette == palette[:16]
+    with pytest.raises(ValueError, match="^color_palette has 17 colours; the limit is 16: keep the 16 that matter"):
+        PostprocessSettings(color="palette", color_palette=palette)
+    with pytest.raises(ValueError, match="^color_palette has 1000000 colours; the limit is 16"):
+        PostprocessSettings.from_dict({"color": "palette", "color_palette": ["#123456"] * 1_000_000})
+
+
+@pytest.mark.parametrize("d, message", [
+    (None, "postprocess must be a mapping of settings, got NoneType"),
+    ([["color", "auto"]], "postprocess must be a mapping of settings, got list"),
+    ({"upscale": None}, "upscale must be one of 1, 2, 4, got None"),
+    ({"upscale": "2"}, "upscale must be one of 1, 2, 4, got '2'"),
+    ({"denoise": [0.5]}, "denoise must be None, 'auto' or a strength in 0..1, got [0.5]"),
+    ({"color": "palette", "color_palette": [["#123456"]]}, "color_palette: ['#123456'] is not a hex colour"),
+    ({"color": {"mode": "auto"}}, "color must be None or one of auto, reference, palette, got {'mode': 'auto'}"),
+])
+def test_from_dict_gives_every_wrong_type_a_sentence(d, message):
+    with pytest.raises(ValueError) as error:
+        PostprocessSettings.from_dict(d)
+    assert str(error.value).startswith(message)
 
 
 def test_settings_naming_missing_files_still_parse():
@@ -86,13 +130,14 @@ def test_settings_naming_missing_files_still_parse():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"color": "reference", "color_reference": "no/such/ref.png"}, "color_reference: file not found: no/such/ref.png"),
-    ({"upscale": 2, "upscaler": "no/such/sr.safetensors"}, "upscaler: file not found: no/such/sr.safetensors"),
+    ({"color": "reference", "color_reference": "no/such/ref.png"}, "color_reference: file not found: 'ref.png'"),
+    ({"upscale": 2, "upscaler": "no/such/sr.safetensors"}, "upscaler: file not found: 'sr.safetensors'"),
 ])
 def test_missing_files_are_named_when_the_inputs_are_read(kwargs, message):
     settings = PostprocessSettings(**kwargs)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
         PostprocessChain().prepare(settings)
+    assert str(error.value) == message  # the base name only: never the server's folders
     with pytest.raises(ValueError, match=message):
         PostprocessChain()(picture(), settings)
 
@@ -100,6 +145,15 @@ def test_missing_files_are_named_when_the_inputs_are_read(kwargs, message):
 def test_from_dict_refuses_unknown_keys():
     with pytest.raises(ValueError, match="sharpen"):
         PostprocessSettings.from_dict({"sharpen": 1})
+
+
+def test_learned_upscaling_without_spandrel_is_a_sentence_when_the_request_is_validated(tmp_path, monkeypatch):
+    weights = tmp_path / "x2.pth"
+    weights.write_bytes(b"weights")
+    monkeypatch.setitem(sys.modules, "spandrel", None)  # as on a server without it: importing it fails
+    with pytest.raises(ValueError, match="^upscaler: learned upscaling is not available on this server: spandrel "
+                                         "cannot be imported"):
+        PostprocessChain().prepare(PostprocessSettings(upscale=2, upscaler=str(weights)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,6 +173,78 @@ def test_unreadable_reference_is_refused(tmp_path):
     settings = PostprocessSettings(color="reference", color_reference=str(ref))
     with pytest.raises(ValueError, match="color_reference: cannot read"):
         PostprocessChain()(picture(), settings)
+
+
+def test_a_huge_colour_reference_is_refused_before_it_is_decoded(tmp_path):
+    # A PNG of one colour at 9400x9400 is a file of a few kilobytes that decodes to 265 MB.
+    path = tmp_path / "huge.png"
+    png_header_only(path, 9400, 9400)
+    settings = PostprocessSettings(color="reference", color_reference=str(path))
+    with pytest.raises(ValueError) as error:
+        PostprocessChain().prepare(settings)
+    assert str(error.value) == ("color_reference: 'huge.png' is 9400x9400 = 88360000 pixels; the limit is 50000000 "
+                                "pixels, so use a smaller copy of it")
+    assert pp.MAX_REFERENCE_DECODE_PIXELS == 50_000_000
+
+
+def test_the_colour_stage_works_on_a_reference_shrunk_to_the_cap(tmp_path, monkeypatch):
+    assert pp.MAX_REFERENCE_PIXELS == 1024 * 1024
+    big = picture(2000, 1200, seed=1)  # 2.4 megapixels
+    path = tmp_path / "brand.png"
+    big.convert("P", palette=Image.Palette.ADAPTIVE).save(path)
+    seen = []
+    stage = chain_module.match_reference
+    monkeypatch.setattr(chain_module, "match_reference",
+                        lambda image, reference, strength: seen.append(reference) or stage(image, reference, strength))
+
+    settings = PostprocessSettings(color="reference", color_reference=str(path))
+    inputs = PostprocessChain().prepare(settings)
+    PostprocessChain()(picture(), settings, inputs)
+    PostprocessChain()(picture(), settings)
+    for reference in (inputs.color_reference, *seen):
+        assert reference.mode == "RGB" and reference.width * reference.height <= pp.MAX_REFERENCE_PIXELS
+        assert abs(reference.width / reference.height - 2000 / 1200) < 0.01
+    assert len(seen) == 2
+    # what colour transfer uses, the channel means and spreads, barely moves
+    full = np.asarray(Image.open(path).convert("RGB"), dtype=float).reshape(-1, 3)
+    small = np.asarray(inputs.color_reference, dtype=float).reshape(-1, 3)
+    assert np.abs(full.mean(axis=0) - small.mean(axis=0)).max() < 1.0
+    assert np.abs(full.std(axis=0) - small.std(axis=0)).max() < 0.15 * full.std(axis=0).min()
+
+
+@pytest.mark.parametrize("size, expected", [((5000, 1), (1000, 1)), ((1, 5000), (1, 1000)), ((40, 25), (40, 25)),
+                                            ((400, 250), (40, 25))])
+def test_shrink_keeps_the_aspect_within_the_budget(size, expected):
+    assert pp.shrink(Image.new("RGB", size), 1000).size == expected
+
+
+def test_messages_about_files_name_them_by_their_base_name_only(tmp_path):
+    folder = tmp_path / "gradio" / "5f3a9c"  # as an upload's server folder
+    folder.mkdir(parents=True)
+    text, truncated, directory = folder / "notes.png", folder / "cut.png", folder / "folder.png"
+    text.write_text("not a picture")
+    picture().save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:80])
+    directory.mkdir()
+    junk = folder / "junk.safetensors"
+    junk.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    bomb = folder / "bomb.png"
+    png_header_only(bomb, 30_000, 30_000)
+    chain = PostprocessChain()
+    messages = []
+    for path in (text, truncated, directory, bomb, folder / "gone.png"):
+        with pytest.raises(ValueError) as error:
+            chain.prepare(PostprocessSettings(color="reference", color_reference=str(path)))
+        messages.append((path.name, str(error.value)))
+    for path in (junk, folder / "gone.pth", folder / "model.onnx"):
+        with pytest.raises(ValueError) as error:
+            chain.prepare(PostprocessSettings(upscale=2, upscaler=str(path)))
+        messages.append((path.name, str(error.value)))
+    for name, message in messages:
+        assert f"'{name}'" in message and str(tmp_path) not in message and "5f3a9c" not in message, message
+    assert messages[0][1] == ("color_reference: cannot read 'notes.png' as an image: not a picture format this "
+                              "server reads")
+    assert messages[4][1] == "color_reference: file not found: 'gone.png'"
 
 
 def test_bomb_sized_picture_in_memory_is_refused(monkeypatch):

@@ -16,8 +16,8 @@ from PIL import Image
 
 from .colour import auto_color, match_palette, match_reference
 from .denoising import denoise
-from .images import check_size, load_image
-from .settings import PostprocessSettings
+from .images import check_size, load_image, reason, shrink
+from .settings import MAX_REFERENCE_DECODE_PIXELS, MAX_REFERENCE_PIXELS, PostprocessSettings, file_name
 from .upscale import load_upscaler, upscale_classical, upscale_learned
 
 # Input pictures above PIL's own bomb limit are refused; outputs are capped so that x4 on a
@@ -27,11 +27,25 @@ MAX_OUTPUT_PIXELS = 8192 * 8192
 
 @dataclass(frozen=True)
 class StageInputs:
-    """What the stages read from files: the picture named by `color_reference` and the model
-    loaded from `upscaler`, each None when the settings name no file."""
+    """What the stages read from files: the picture named by `color_reference` (RGB, at most
+    MAX_REFERENCE_PIXELS) and the model loaded from `upscaler`, each None when the settings name
+    no file."""
 
     color_reference: Image.Image | None = None
     upscaler: object | None = None  # a spandrel ImageModelDescriptor
+
+
+def load_reference(path: str) -> Image.Image:
+    """The colour reference in RGB, refused above MAX_REFERENCE_DECODE_PIXELS before it is decoded and
+    shrunk to at most MAX_REFERENCE_PIXELS before any stage turns it into floats: colour transfer
+    uses its channel means and spreads only, so a huge reference costs its decoding and no more."""
+    image = load_image(path, "color_reference", max_pixels=MAX_REFERENCE_DECODE_PIXELS)
+    if image.mode != "RGB":
+        try:
+            image = image.convert("RGB")
+        except ValueError as e:  # a few rare modes (e.g. "La") have no conversion
+            raise ValueError(f"color_reference: cannot use {file_name(path)!r}: {e}") from None
+    return shrink(image, MAX_REFERENCE_PIXELS)
 
 
 def _denoise(image: Image.Image, settings: PostprocessSettings, inputs: StageInputs) -> Image.Image:
@@ -87,9 +101,9 @@ class PostprocessChain:
         try:
             stat = Path(path).stat()
         except FileNotFoundError:
-            raise ValueError(f"upscaler: file not found: {path}") from None
-        except OSError as e:
-            raise ValueError(f"upscaler: cannot read {path}: {e}") from None
+            raise ValueError(f"upscaler: file not found: {file_name(path)!r}") from None
+        except (OSError, ValueError) as e:
+            raise ValueError(f"upscaler: cannot read {file_name(path)!r}: {reason(e, path)}") from None
         key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
         if key in self._upscalers:
             self._upscalers.move_to_end(key)
@@ -102,12 +116,12 @@ class PostprocessChain:
     def prepare(self, settings: PostprocessSettings) -> StageInputs:
         """Read the files the settings name, the learned upscaler through the chain's cache.
 
-        A missing or unreadable file is a ValueError naming the field and the file, so a caller
-        can check a request's files before any expensive work.
+        A missing, unreadable or oversized file is a ValueError naming the field and the file (by
+        its base name), so a caller can check a request's files before any expensive work.
         """
         reference = None
         if settings.color_reference is not None:
-            reference = load_image(settings.color_reference, "color_reference")
+            reference = load_reference(settings.color_reference)
         upscaler = self.upscaler(settings.upscaler) if settings.upscaler is not None else None
         return StageInputs(color_reference=reference, upscaler=upscaler)
 

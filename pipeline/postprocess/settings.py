@@ -1,4 +1,4 @@
-"""`PostprocessSettings`: which post-processing stages run, and how.
+"""`PostprocessSettings`: which post-processing stages run, and how, and the limits of what they take.
 
 This is what goes into a PNG's metadata, so it is checked for form only and reads no file: a
 picture's stored settings always parse, even when the colour reference or upscaler they name has
@@ -7,8 +7,10 @@ gone. The files are read by `PostprocessChain.prepare`, which names the missing 
 from __future__ import annotations
 
 import math
+import ntpath
 import os
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -16,6 +18,32 @@ COLOR_MODES = ("auto", "reference", "palette")
 UPSCALE_FACTORS = (1, 2, 4)
 UPSCALER_SUFFIXES = (".safetensors", ".pth")
 HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+# A brand palette is a handful of colours; the palette stage compares every pixel with each.
+MAX_PALETTE_COLOURS = 16
+# The colour reference is refused above this many pixels, read from its header before decoding:
+# a small compressed file can claim a huge picture.
+MAX_REFERENCE_DECODE_PIXELS = 50_000_000
+# The colour stage works on a copy of the reference shrunk to at most this many pixels: its channel
+# means and spreads, all that colour transfer uses, barely change.
+MAX_REFERENCE_PIXELS = 1024 * 1024
+# Linux's PATH_MAX; it also bounds what a path adds to a PNG's stored settings.
+MAX_PATH_CHARS = 4096
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A short, safe rendering of any value for an error sentence: a huge list, a number of
+    thousands of digits or a deeply nested structure becomes at most `limit` characters."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - int too long to print, nesting too deep: say what it is instead
+        text = f"a value of type {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def file_name(path: str | os.PathLike) -> str:
+    """The base name of a file, for a message: an upload lives in a server folder such as
+    /tmp/gradio/<hash>/ that a visitor has no business seeing. Splits at / and \\ alike."""
+    return ntpath.basename(os.fspath(path).rstrip("/\\"))
 
 
 @dataclass(frozen=True)
@@ -37,31 +65,26 @@ class PostprocessSettings:
     upscaler: str | None = None
 
     def __post_init__(self):
-        if self.denoise is not None and self.denoise != "auto":
-            if not _is_number(self.denoise) or not 0.0 <= self.denoise <= 1.0:
-                raise ValueError(f"denoise must be None, 'auto' or a strength in 0..1, got {self.denoise!r}")
-        if self.color is not None and self.color not in COLOR_MODES:
-            raise ValueError(f"color must be None or one of {', '.join(COLOR_MODES)}, got {self.color!r}")
-        if not _is_number(self.color_strength) or not 0.0 <= self.color_strength <= 1.0:
-            raise ValueError(f"color_strength must be in 0..1, got {self.color_strength!r}")
+        if self.denoise is not None and not (isinstance(self.denoise, str) and self.denoise == "auto"):
+            _check_fraction("denoise", self.denoise, "None, 'auto' or a strength in 0..1")
+        if self.color is not None and not (isinstance(self.color, str) and self.color in COLOR_MODES):
+            raise ValueError(f"color must be None or one of {', '.join(COLOR_MODES)}, got {shown(self.color)}")
+        _check_fraction("color_strength", self.color_strength, "in 0..1")
         self._check_palette()
         self._check_paths()
-
-        if isinstance(self.upscale, bool) or self.upscale not in UPSCALE_FACTORS:
-            raise ValueError(f"upscale must be one of {', '.join(map(str, UPSCALE_FACTORS))}, got {self.upscale!r}")
-        if self.upscaler is not None:
-            if self.upscale == 1:
-                raise ValueError("upscaler is only used with upscale 2 or 4")
-            if Path(self.upscaler).suffix.lower() not in UPSCALER_SUFFIXES:
-                raise ValueError(f"upscaler must be a {' or '.join(UPSCALER_SUFFIXES)} file, got {self.upscaler}")
+        self._check_upscale()
 
     def _check_palette(self) -> None:
-        if isinstance(self.color_palette, str) or not isinstance(self.color_palette, (tuple, list)):
-            raise ValueError(f"color_palette must be a sequence of '#RRGGBB' strings, got {self.color_palette!r}")
-        object.__setattr__(self, "color_palette", tuple(self.color_palette))
+        palette = self.color_palette
+        if isinstance(palette, str) or not isinstance(palette, (tuple, list)):
+            raise ValueError(f"color_palette must be a sequence of '#RRGGBB' strings, got {shown(palette)}")
+        if len(palette) > MAX_PALETTE_COLOURS:
+            raise ValueError(f"color_palette has {len(palette)} colours; the limit is {MAX_PALETTE_COLOURS}: "
+                             f"keep the {MAX_PALETTE_COLOURS} that matter most")
+        object.__setattr__(self, "color_palette", tuple(palette))
         for colour in self.color_palette:
             if not isinstance(colour, str) or not HEX_COLOUR.fullmatch(colour):
-                raise ValueError(f"color_palette: {colour!r} is not a hex colour '#RRGGBB'")
+                raise ValueError(f"color_palette: {shown(colour)} is not a hex colour '#RRGGBB'")
         if (self.color == "palette") != bool(self.color_palette):
             raise ValueError("color_palette is needed exactly when color='palette'")
 
@@ -70,10 +93,19 @@ class PostprocessSettings:
             raise ValueError("color_reference is needed exactly when color='reference'")
         for name in ("color_reference", "upscaler"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise ValueError(f"{name} must be a file path, got {value!r}")
             if value is not None:
-                object.__setattr__(self, name, os.fspath(value))  # str, so metadata stays JSON
+                object.__setattr__(self, name, _path_text(name, value))  # str, so metadata stays JSON
+
+    def _check_upscale(self) -> None:
+        upscale = self.upscale
+        if isinstance(upscale, bool) or not isinstance(upscale, int) or upscale not in UPSCALE_FACTORS:
+            raise ValueError(f"upscale must be one of {', '.join(map(str, UPSCALE_FACTORS))}, got {shown(upscale)}")
+        if self.upscaler is not None:
+            if upscale == 1:
+                raise ValueError("upscaler is only used with upscale 2 or 4")
+            if Path(self.upscaler).suffix.lower() not in UPSCALER_SUFFIXES:
+                raise ValueError(f"upscaler must be a {' or '.join(UPSCALER_SUFFIXES)} file, "
+                                 f"got {file_name(self.upscaler)!r}")
 
     @property
     def enabled(self) -> bool:
@@ -87,11 +119,44 @@ class PostprocessSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> PostprocessSettings:
-        unknown = set(d) - {f.name for f in fields(cls)}
+        """The settings `to_dict` made (JSON from a PNG, say); ValueError naming the field for anything else."""
+        if not isinstance(d, dict):
+            raise ValueError(f"postprocess must be a mapping of settings, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(shown(key) for key in d if key not in names)
         if unknown:
-            raise ValueError(f"unknown post-processing settings: {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown post-processing settings: {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(names))}")
         return cls(**d)  # __post_init__ validates, and turns a JSON list palette into a tuple
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _check_fraction(name: str, value, allowed: str) -> None:
+    if not _is_number(value):
+        raise ValueError(f"{name} must be {allowed}, got {shown(value)}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be {allowed}, got {shown(value)} (nearest: {min(max(value, 0), 1)})")
+
+
+def _path_text(name: str, value) -> str:
+    """`value` as a path string that a file system and a PNG's UTF-8 text both take."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be a file path, got {shown(value)}")
+    if not text:
+        raise ValueError(f"{name} is an empty path; give the file's path")
+    if len(text) > MAX_PATH_CHARS:
+        raise ValueError(f"{name} is a path of {len(text)} characters; the limit is {MAX_PATH_CHARS}")
+    for position, char in enumerate(text):
+        if char == "\0" or unicodedata.category(char) == "Cs":
+            raise ValueError(f"{name} contains U+{ord(char):04X} at position {position}, which no file name "
+                             "can hold here; rename the file")
+    return text

@@ -1,13 +1,16 @@
 """Stage 3, upsample: classical (Lanczos + back-projection) or a learned spandrel model, in tiles."""
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
 from PIL import Image
 
-from .images import _to_array, _to_image
-from .settings import UPSCALER_SUFFIXES
+from .images import _to_array, _to_image, reason
+from .settings import UPSCALER_SUFFIXES, file_name
+
+log = logging.getLogger(__name__)
 
 
 def upscale_classical(image: Image.Image, factor: int, iterations: int = 6) -> Image.Image:
@@ -35,42 +38,51 @@ def load_upscaler(path: str | Path, device: str = "cpu"):
     """Load a super-resolution model with spandrel (ESRGAN, SwinIR, SPAN, ...).
 
     .pth files are unpickled by spandrel's restricted unpickler, which refuses anything but
-    tensors; every problem with the file is a ValueError naming it (a broken spandrel install
-    is a RuntimeError).
+    tensors. Every problem, a broken spandrel install included, is a ValueError naming the file
+    by its base name: this runs when a request is validated, before any model work.
     """
     import pickle
 
+    spandrel = _spandrel()
+    name = file_name(path)
+    path = Path(path)
+    if path.suffix.lower() not in UPSCALER_SUFFIXES:
+        raise ValueError(f"upscaler must be a {' or '.join(UPSCALER_SUFFIXES)} file, got {name!r}")
+    if not path.is_file():
+        raise ValueError(f"upscaler: file not found: {name!r}")
+    try:
+        model = spandrel.ModelLoader(device=device).load_from_file(path)
+    except pickle.UnpicklingError as e:
+        if "forbidden" in str(e):  # spandrel's restricted unpickler met something other than tensors
+            raise ValueError(f"upscaler: refusing {name!r}: it contains pickled objects, not only weights "
+                             f"({reason(e, path)})") from None
+        raise ValueError(f"upscaler: cannot read {name!r}: {reason(e, path)}") from None
+    except spandrel.UnsupportedModelError:
+        raise ValueError(f"upscaler: {name!r} is not a model architecture spandrel knows") from None
+    except Exception as e:  # noqa: BLE001 - safetensors/torch raise many types for truncated or foreign files
+        raise ValueError(f"upscaler: cannot read {name!r}: {type(e).__name__}: {reason(e, path)}") from None
+    if not isinstance(model, spandrel.ImageModelDescriptor) or model.scale < 2:
+        raise ValueError(f"upscaler: {name!r} is not a super-resolution model (scale {getattr(model, 'scale', '?')})")
+    if model.input_channels != 3 or model.output_channels != 3:
+        raise ValueError(f"upscaler: {name!r} works on {model.input_channels}-channel images, not RGB")
+    return model.eval()
+
+
+def _spandrel():
+    """The spandrel module; a ValueError sentence when this server cannot import it, with the cause
+    (which may name the server's folders) in the log only."""
     try:
         with warnings.catch_warnings():
             # spandrel imports torchvision, whose image-file extension is missing on some CPU
             # installs; spandrel never uses it
             warnings.filterwarnings("ignore", "Failed to load image Python extension", UserWarning)
             import spandrel
-    except Exception as e:  # a torchvision built for another torch fails with RuntimeError
-        raise RuntimeError(
-            f"learned upscaling needs spandrel and a torchvision built for this torch: {type(e).__name__}: {e}"
-        ) from None
-
-    path = Path(path)
-    if path.suffix.lower() not in UPSCALER_SUFFIXES:
-        raise ValueError(f"upscaler must be a {' or '.join(UPSCALER_SUFFIXES)} file, got {path}")
-    if not path.is_file():
-        raise ValueError(f"upscaler: file not found: {path}")
-    try:
-        model = spandrel.ModelLoader(device=device).load_from_file(path)
-    except pickle.UnpicklingError as e:
-        if "forbidden" in str(e):  # spandrel's restricted unpickler met something other than tensors
-            raise ValueError(f"upscaler: refusing {path}: it contains pickled objects, not only weights ({e})") from None
-        raise ValueError(f"upscaler: cannot read {path}: {e}") from None
-    except spandrel.UnsupportedModelError:
-        raise ValueError(f"upscaler: {path} is not a model architecture spandrel knows") from None
-    except Exception as e:  # safetensors/torch raise many types for truncated or foreign files
-        raise ValueError(f"upscaler: cannot read {path}: {type(e).__name__}: {e}") from None
-    if not isinstance(model, spandrel.ImageModelDescriptor) or model.scale < 2:
-        raise ValueError(f"upscaler: {path} is not a super-resolution model (scale {getattr(model, 'scale', '?')})")
-    if model.input_channels != 3 or model.output_channels != 3:
-        raise ValueError(f"upscaler: {path} works on {model.input_channels}-channel images, not RGB")
-    return model.eval()
+    except Exception as e:  # noqa: BLE001 - a torchvision built for another torch fails with RuntimeError
+        log.warning("learned upscaling is unavailable: spandrel does not import: %s: %s", type(e).__name__, e)
+        raise ValueError(
+            f"upscaler: learned upscaling is not available on this server: spandrel cannot be imported "
+            f"({type(e).__name__}); leave the upscaler empty to upscale without it") from None
+    return spandrel
 
 
 def upscale_learned(image: Image.Image, model, factor: int, tile: int = 256, overlap: int = 32) -> Image.Image:
