@@ -1,8 +1,9 @@
 """Settings inside PNG files: written with every image, read back to reproduce it.
 
-Each PNG carries two text chunks:
+Each PNG carries three text chunks:
 - `studio`: JSON with every setting that made the image (`image_settings`);
-- `parameters`: the same in the A1111 text form that other tools display.
+- `parameters`: the same in the A1111 text form that other tools display;
+- `XML:com.adobe.xmp`: the standard mark of a machine-generated picture (`pipeline.marking`).
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import platform
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from pipeline.marking import XMP_KEY, xmp_packet
 from pipeline.postprocess import PostprocessSettings, file_name, shown
 from pipeline.postprocess.images import reason
 from pipeline.request import GenerationRequest
@@ -54,6 +56,8 @@ class ImageSettings(TypedDict):
     device: str
     dtype: str
     versions: dict[str, str]
+    # What the host's content gate checked and how the picture is marked (`Studio`'s content options).
+    content: NotRequired[dict]
 
 
 @cache
@@ -68,9 +72,9 @@ def library_versions() -> dict[str, str]:
 
 
 def image_settings(request: GenerationRequest, index: int, *, model: str, revision: str, pipeline: str,
-                   scheduler: str, device: str, dtype: str) -> ImageSettings:
+                   scheduler: str, device: str, dtype: str, content: dict | None = None) -> ImageSettings:
     """The record of image `index` of a resolved request: its own seed is `request.seed + index`."""
-    return ImageSettings(**{
+    record = ImageSettings(**{
         "format": FORMAT_VERSION,
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
@@ -89,6 +93,9 @@ def image_settings(request: GenerationRequest, index: int, *, model: str, revisi
         "dtype": dtype,
         "versions": library_versions(),
     })
+    if content:
+        record["content"] = content
+    return record
 
 
 def a1111_parameters(settings: ImageSettings) -> str:
@@ -103,9 +110,11 @@ def a1111_parameters(settings: ImageSettings) -> str:
 
 
 def save_png(image: Image.Image, settings: ImageSettings, path: str | Path) -> Path:
+    """Save a generated picture with its settings and the XMP mark of a machine-made picture."""
     info = PngInfo()
     info.add_text("parameters", a1111_parameters(settings))
     info.add_text(SETTINGS_KEY, json.dumps(settings, ensure_ascii=False, sort_keys=True))
+    info.add_itxt(XMP_KEY, xmp_packet(settings["model"]))
     path = Path(path)
     image.save(path, format="PNG", pnginfo=info)
     return path

@@ -25,18 +25,20 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
+from pipeline import speed
 from pipeline.batching import BatchingQueue, batch_key
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
+from pipeline.marking import WATERMARK, WATERMARK_METHOD, WATERMARK_MIN_SIDE, add_watermark, check_watermark_available
 from pipeline.metadata import image_settings
 from pipeline.models import ModelSource, load_pipeline, model_limits, resolve
-from pipeline import speed
 from pipeline.postprocess import PostprocessChain, StageInputs
+from pipeline.safety import SafetyGate, SafetySettings
 from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, GenerationFailed, GenerationRequest,
                               GenerationResult, StepCallback)
 
@@ -61,8 +63,15 @@ def default_device() -> str:
 class Studio:
     """Owns the tokenizer + LLM text encoder, denoiser, scheduler, decoder and post-processing chain."""
 
-    def __init__(self, source: ModelSource, pipe: DiffusionPipeline, device: str, *, speed_options: speed.SpeedOptions | None = None,
-                 cache_size: int = 64, max_batch: int = 4):
+    def __init__(self, source: ModelSource, pipe: DiffusionPipeline, device: str, *,
+                 speed_options: speed.SpeedOptions | None = None, cache_size: int = 64, max_batch: int = 4,
+                 safety: SafetyGate | None = None, watermark: bool = False,
+                 device_wrapper: Callable[[Callable], Callable] | None = None):
+        """`safety`: the host's content gate, if any; `watermark`: hide `marking.WATERMARK` in every
+        picture; `device_wrapper`: applied to the batch runner that holds the device (a Space's
+        `spaces.GPU`, see `pipeline.hosting`)."""
+        if watermark:
+            check_watermark_available()
         self.source = source
         self.pipe = pipe
         self.limits = model_limits(source, pipe)
@@ -70,21 +79,29 @@ class Studio:
         self.speed = speed_options or speed.SpeedOptions()
         self.dtype = pipe.transformer.dtype
         self.postprocess_chain = PostprocessChain(device=device)
+        self.safety = safety
+        self.watermark = watermark
         self._cache: OrderedDict[tuple, Embeddings] = OrderedDict()
         self._cache_size = cache_size
         # diffusers pipelines keep per-call state (scheduler timesteps, guidance scale) on the
         # object, so one call at a time.
         self._lock = threading.Lock()
         # `generate` from many threads: what queues up while the device is busy runs as one batch.
-        self._queue = BatchingQueue(lambda requests, on_step: self.generate_batch(requests, on_step),
+        def run_batch(requests: list[GenerationRequest], on_step: StepCallback | None) -> list[GenerationResult]:
+            return self.generate_batch(requests, on_step)
+
+        self._queue = BatchingQueue(run_batch if device_wrapper is None else device_wrapper(run_batch),
                                     max_batch=max_batch)
 
     @classmethod
     def load(cls, reference: str, device: str | None = None, *, speed_options: speed.SpeedOptions | None = None,
-             cache_size: int = 64, max_batch: int = 4, like: str | None = None) -> Studio:
+             cache_size: int = 64, max_batch: int = 4, like: str | None = None,
+             safety: SafetySettings | None = None, watermark: bool = False,
+             device_wrapper: Callable[[Callable], Callable] | None = None) -> Studio:
         """Resolve and load a model (bf16 on CUDA, fp32 on CPU unless `speed_options` say otherwise).
 
-        `like`: a preset whose settings apply to `reference` (see `models.resolve`)."""
+        `like`: a preset whose settings apply to `reference` (see `models.resolve`); `safety`: turn
+        the content gate on with these settings. The other options are the constructor's."""
         device = device or default_device()
         speed.check_device(device)
         options = speed_options or speed.SpeedOptions()
@@ -94,7 +111,9 @@ class Studio:
         pipe = speed.apply(load_pipeline(source, dtype), device, options)
         log.info("loaded %s (%s, %s) on %s as %s in %.1f s", reference, source.family.pipeline_class,
                  source.revision, device, str(dtype).removeprefix("torch."), time.perf_counter() - started)
-        return cls(source, pipe, device, speed_options=options, cache_size=cache_size, max_batch=max_batch)
+        gate = SafetyGate(safety, device) if safety is not None else None
+        return cls(source, pipe, device, speed_options=options, cache_size=cache_size, max_batch=max_batch,
+                   safety=gate, watermark=watermark, device_wrapper=device_wrapper)
 
     @property
     def max_batch(self) -> int:
@@ -118,9 +137,12 @@ class Studio:
         """Stage 1: the resolved request and the post-processing files it names, loaded.
 
         ValueError, naming the field, for a value out of limits or a file that cannot be read, so
-        that nothing runs for a request that would fail.
+        that nothing runs for a request that would fail; `safety.PromptRefused` for a prompt the
+        host's gate refuses.
         """
         request = self.resolve(request)
+        if self.safety is not None:
+            self.safety.check_prompt(request.prompt, request.negative_prompt)
         return request, self.postprocess_chain.prepare(request.postprocess)
 
     def encode(self, prompt: str, negative_prompt: str, cfg: bool) -> Embeddings:
@@ -208,18 +230,34 @@ class Studio:
 
     def _finish(self, request: GenerationRequest, inputs: StageInputs, originals: list[Image.Image],
                 timings: dict[str, float]) -> GenerationResult | Exception:
-        """Stage 5 and the records of one request's images. An error of its post-processing is
+        """The content gate, stage 5 and the records of one request's images. An error here is
         returned, not raised, so that it fails this request and not the others of its batch."""
         started = time.perf_counter()
         try:
+            scores = self.safety.check_images(originals) if self.safety is not None else [None] * len(originals)
             images = originals
             if request.postprocess.enabled:
                 images = [self.postprocess_chain(image, request.postprocess, inputs)[0] for image in originals]
+            if self.watermark:
+                marked = [add_watermark(image) for image in originals]
+                images = marked if images is originals else [add_watermark(image) for image in images]
+                originals = marked
         except Exception as error:  # noqa: BLE001 - handed to this request's caller only
             return error
         timings = {**timings, "postprocess": time.perf_counter() - started}
-        settings = [self._image_settings(request, index) for index in range(request.num_images)]
+        settings = [self._image_settings(request, index, images[index], scores[index])
+                    for index in range(request.num_images)]
         return GenerationResult(images=images, settings=settings, timings=timings, originals=originals)
+
+    def _content_record(self, image: Image.Image, score: float | None) -> dict:
+        """What the gate checked and how the picture is marked, for its settings (empty when neither)."""
+        record = {}
+        if self.safety is not None:
+            record["safety"] = self.safety.record(score)
+        if self.watermark:
+            carried = min(image.size) >= WATERMARK_MIN_SIDE
+            record["watermark"] = f"{WATERMARK_METHOD}:{WATERMARK.decode()}" if carried else "too small to carry"
+        return record
 
     @torch.no_grad()
     def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],
@@ -267,11 +305,13 @@ class Studio:
                     f"image {index + 1} decoded to an all-black picture, which means the model's output "
                     "collapsed; try another seed or fp32")
 
-    def _image_settings(self, request: GenerationRequest, index: int) -> dict:
+    def _image_settings(self, request: GenerationRequest, index: int, image: Image.Image,
+                        score: float | None) -> dict:
         return image_settings(
             request, index, model=self.source.reference, revision=self.source.revision,
             pipeline=self.family.pipeline_class, scheduler=type(self.pipe.scheduler).__name__,
-            device=self.device, dtype=str(self.dtype).removeprefix("torch."))
+            device=self.device, dtype=str(self.dtype).removeprefix("torch."),
+            content=self._content_record(image, score))
 
 
 def _compatible_groups(requests: list[GenerationRequest]) -> list[list[int]]:

@@ -1,0 +1,88 @@
+"""What a public host adds to every picture: the machine-generated mark, the optional content gate
+and invisible watermark, and the Space's GPU decorator around the device work."""
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from PIL import Image
+
+from pipeline import hosting
+from pipeline.marking import TRAINED_ALGORITHMIC_MEDIA, XMP_KEY, add_watermark, digital_source_type, read_watermark
+from pipeline.metadata import read_settings, save_png
+from pipeline.request import GenerationRequest
+from pipeline.safety import PromptRefused, SafetyGate, SafetySettings
+from pipeline.studio import Studio
+from test_safety import tiny_classifier
+
+REQUEST = GenerationRequest(prompt="a red circle", seed=3, steps=1, width=32, height=32)
+
+
+def test_every_png_says_it_is_machine_generated(sana, tmp_path):
+    result = sana.generate(REQUEST)
+    path = save_png(result.images[0], result.settings[0], tmp_path / "image.png")
+    with Image.open(path) as image:
+        packet = image.text[XMP_KEY]
+    assert digital_source_type(packet) == TRAINED_ALGORITHMIC_MEDIA
+    assert read_settings(path)["seed"] == 3  # the settings chunk is still read back
+
+
+def test_the_watermark_reads_back_from_a_photograph():
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    assert read_watermark(add_watermark(photo)) == b"AIGC"
+    small = photo.resize((64, 64))
+    assert add_watermark(small) is small  # too small to carry 32 bits
+
+
+def test_a_watermarked_studio_marks_what_it_can_and_records_it(tiny_folder, sana):
+    studio = Studio.load(str(tiny_folder("sana")), device="cpu", watermark=True)
+    large = studio.generate(REQUEST.replace(width=256, height=256))
+    assert read_watermark(large.images[0]) == b"AIGC"
+    assert large.settings[0]["content"] == {"watermark": "dwtDctSvd:AIGC"}
+    small = studio.generate(REQUEST)
+    assert small.settings[0]["content"] == {"watermark": "too small to carry"}
+    assert list(small.images[0].getdata()) == list(sana.generate(REQUEST).images[0].getdata())
+
+
+def test_the_gate_refuses_a_prompt_before_any_model_work(tiny_folder, monkeypatch):
+    studio = Studio.load(str(tiny_folder("sana")), device="cpu", safety=SafetySettings())
+    monkeypatch.setattr(studio, "generate_batch", lambda *args: pytest.fail("the model ran"))
+    with pytest.raises(PromptRefused):
+        studio.generate(REQUEST.replace(prompt="a nude figure"))
+
+
+def test_the_gate_withholds_only_the_flagged_request_and_records_its_check(tiny_folder, tmp_path):
+    unsafe = Studio.load(str(tiny_folder("sana")), device="cpu", safety=SafetySettings(
+        image_classifier=tiny_classifier(tmp_path / "unsafe", unsafe=True)))
+    with pytest.raises(ValueError, match="image 1 was withheld by this studio's content check"):
+        unsafe.generate(REQUEST)
+
+    classifier = tiny_classifier(tmp_path / "safe", unsafe=False)
+    safe = Studio.load(str(tiny_folder("sana")), device="cpu", safety=SafetySettings(image_classifier=classifier))
+    record = safe.generate(REQUEST).settings[0]["content"]["safety"]
+    assert (record["prompt"], record["image"]) == ("word list", classifier) and record["image_score"] < 0.001
+
+
+def test_the_device_work_is_wrapped_for_a_zero_gpu_space(tiny_folder, monkeypatch):
+    assert hosting.on_gpu()(len) is len  # off a Space: the function itself
+
+    calls = []
+    fake = types.ModuleType("spaces")
+
+    def gpu(duration):
+        def decorate(function):
+            def on_device(*args):
+                calls.append(duration)
+                return function(*args)
+            return on_device
+        return decorate
+
+    fake.GPU = gpu
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    studio = Studio.load(str(tiny_folder("sana")), device="cpu", device_wrapper=hosting.on_gpu())
+    studio.generate(REQUEST)
+    assert calls == [hosting.GPU_DURATION_S]
