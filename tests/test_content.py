@@ -86,3 +86,25 @@ def test_the_device_work_is_wrapped_for_a_zero_gpu_space(tiny_folder, monkeypatc
     studio = Studio.load(str(tiny_folder("sana")), device="cpu", device_wrapper=hosting.on_gpu())
     studio.generate(REQUEST)
     assert calls == [hosting.GPU_DURATION_S]
+
+
+def test_the_readme_front_matter_describes_this_app_as_a_gradio_space():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.models import PRESETS
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("---\n")
+    front = yaml.safe_load(readme.split("---\n", 2)[1])
+    pinned = re.search(r"^gradio==(\S+)$", (root / "requirements.txt").read_text(), re.MULTILINE).group(1)
+    assert (front["sdk"], front["sdk_version"], front["python_version"]) == ("gradio", pinned, "3.11")
+    assert (root / front["app_file"]).is_file() and front["app_file"] == "app.py"
+    assert front["suggested_hardware"] in {"cpu-upgrade", "t4-small", "t4-medium", "l4x1", "a10g-small",
+                                           "a10g-large", "a100-large", "h100"}
+    hub_models = {preset.source for preset in PRESETS.values() if preset.name != "embedded"}
+    assert set(front["models"]) == hub_models
+    assert front["license"] == "apache-2.0"
