@@ -63,6 +63,8 @@ def main(argv: list[str]) -> int:
         queue = ui.queue_options(args.queue_size)
     except (ModelNotAvailable, ValueError) as error:
         return fail(str(error))
+    except OSError as error:  # a model file the loader could not read, in words of the library that read it
+        return fail(f"cannot load model {args.model!r}: {' '.join(str(error).split())}")
     log.info("model %s (%s) ready on %s in %.1f s; serving", studio.source.reference,
              studio.family.pipeline_class, studio.device, time.perf_counter() - started)
     demo = ui.build_demo(studio)

@@ -15,6 +15,8 @@ def pytest_configure(config):
     # deprecations inside gradio's queue.
     config.addinivalue_line("filterwarnings", "ignore:Failed to load image Python extension")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:gradio.queueing")
+    config.addinivalue_line("markers", "reliability: the served page under load, cancellation and disconnection "
+                                       "(runs in the normal suite; `-m reliability` runs it alone)")
 
 
 # One thread: CPU matrix products then round the same way on every machine and run.

@@ -273,6 +273,7 @@ def test_serving_settings(app, embedded):
     assert demo.allowed_paths == []
     assert demo.delete_cache == (3600, 86400)
     assert demo._queue.max_size == ui.DEFAULT_QUEUE_SIZE
+    assert demo.api_open is False  # a queued event is only reached through the queue
     generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
     assert generate.concurrency_limit == embedded.max_batch == 4
     assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["generate", "cancel"]

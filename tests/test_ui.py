@@ -3,9 +3,11 @@ makes, format sizes, control values <-> requests, the cancel flag, reuse of a st
 `ui` and `app.py` import and print."""
 from __future__ import annotations
 
+import asyncio
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +23,8 @@ from pipeline.request import GenerationRequest, GenerationResult, ModelLimits
 from ui.controls import CONTROL_NAMES, CONTROLS, POSTPROCESS, REQUIRED, defaults, in_section
 from ui.engine import Engine
 from ui.formats import CUSTOM, FORMATS, format_choices, format_for_size, format_size
-from ui.handlers import RunControl, StudioHandlers
+from ui.handlers import StudioHandlers
+from ui.runs import Run, RunControl
 from ui.settings import build_postprocess, build_request, controls_from_request, whole
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +60,11 @@ def handlers_for(tmp_path, studio: Engine | None = None) -> StudioHandlers:
     return StudioHandlers(studio or FakeStudio(), tmp_path, {name: f"component {name}" for name in names})
 
 
+def generate(handlers: StudioHandlers, run_control: RunControl | None = None, **values):
+    """The generate handler called directly, outside gradio, as a test calls it."""
+    return asyncio.run(handlers.generate(run_control or RunControl(), [], **values))
+
+
 def restore(handlers: StudioHandlers, png) -> dict:
     """What Reuse settings writes, by component name."""
     return {component.removeprefix("component "): value for component, value in handlers.reuse_settings(str(png)).items()}
@@ -86,6 +94,15 @@ def test_the_generate_endpoint_is_the_declaration_in_order_with_its_defaults(tmp
     assert components["negative-prompt"].visible == EMBEDDED.uses_negative_prompt
 
 
+def test_every_value_an_event_takes_is_checked_under_its_name():
+    demo = ui.build_demo(FakeStudio())
+    unchecked = {block.get_block_name() for fn in demo.fns.values() for block in fn.inputs
+                 if not block.stateful and demo.input_name(block) is None}
+    assert unchecked == set()
+    generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
+    assert [demo.input_name(block) for block in generate.inputs if not block.stateful] == list(CONTROL_NAMES)
+
+
 def test_every_control_is_a_request_field_a_postprocess_setting_or_the_seed_choice():
     request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess"}
     panel = {control.name for control in in_section(POSTPROCESS)}
@@ -96,8 +113,8 @@ def test_every_control_is_a_request_field_a_postprocess_setting_or_the_seed_choi
 
 def test_generate_called_with_the_prompt_alone_uses_every_declared_default(tmp_path):
     studio = FakeStudio()
-    images, before_after, seed, status, history, last_run = handlers_for(tmp_path, studio).generate(
-        RunControl(), [], prompt="a red circle")
+    images, before_after, seed, status, history, last_run = generate(handlers_for(tmp_path, studio),
+                                                                     prompt="a red circle")
     assert studio.requests == [EMBEDDED.resolve(GenerationRequest(prompt="a red circle"))]
     assert (seed, [caption for _, caption in images], len(history)) == (0, ["seed 0"], 1)
     assert before_after[0] == before_after[1] == images[0][0] and "embedded" in status
@@ -174,14 +191,33 @@ def test_controls_restore_the_request_they_came_from_once_its_files_are_uploaded
     assert build_request(controls_from_request(plain)) == plain
 
 
-def test_cancel_marks_only_runs_already_started():
+def test_cancel_stops_every_request_queued_before_it_and_none_after():
     control = RunControl()
-    first = control.start()
-    assert not control.is_cancelled(first)
+    running, waiting = Run(control), Run(control)
+    assert running.wanted and waiting.wanted
     control.cancel()
-    assert control.is_cancelled(first)
-    second = control.start()  # the next run is not born cancelled
-    assert not control.is_cancelled(second)
+    assert not running.wanted and not waiting.wanted
+    assert Run(control).wanted  # the next request is not born cancelled
+
+
+def test_a_run_whose_task_is_cancelled_is_told_to_stop():
+    async def cancel_while_running():
+        run, started, release = Run(RunControl()), threading.Event(), threading.Event()
+
+        def work():
+            started.set()
+            release.wait(30)
+            return run.wanted
+
+        task = asyncio.ensure_future(run.in_thread(work))
+        await asyncio.to_thread(started.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task  # at once, not when the work ends
+        assert not run.wanted
+        release.set()
+
+    asyncio.run(cancel_while_running())
 
 
 def test_reuse_settings_restores_every_control_and_refuses_other_pngs(tmp_path):
@@ -198,10 +234,16 @@ def test_reuse_settings_restores_every_control_and_refuses_other_pngs(tmp_path):
     assert "image 2 of a batch of 2 (seed 10)" in restored["status"]
     assert restored["status"].endswith("; press Generate")
 
-    plain = tmp_path / "plain.png"
+    # Any other PNG: the controls stay as they are, and the status line says why, naming the file
+    # by its base name only.
+    plain = tmp_path / "uploads" / "plain.png"
+    plain.parent.mkdir()
     Image.new("RGB", (8, 8)).save(plain)
-    with pytest.raises(gr.Error, match="holds no studio settings"):
-        handlers.reuse_settings(str(plain))
+    refused = restore(handlers, plain)
+    print(refused["status"])
+    assert list(refused) == ["status"]
+    assert "nothing was restored: 'plain.png' holds no studio settings" in refused["status"]
+    assert str(plain.parent) not in refused["status"]
 
 
 def test_reuse_settings_of_a_png_whose_colour_reference_is_gone_asks_for_the_file(tmp_path):
@@ -228,7 +270,7 @@ def test_reuse_settings_of_a_png_whose_colour_reference_is_gone_asks_for_the_fil
 
     # Generate before the file is uploaded again: the sentence that asks for it.
     with pytest.raises(gr.Error, match="upload the reference picture"):
-        handlers.generate(RunControl(), [], **{name: restored[name] for name in CONTROL_NAMES})
+        generate(handlers, **{name: restored[name] for name in CONTROL_NAMES})
 
 
 def test_ui_imports_no_torch_and_app_reports_a_missing_model_in_one_line():

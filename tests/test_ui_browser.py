@@ -183,6 +183,21 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
     page.screenshot(path=screenshots / "05b-reference-asked-for.png", full_page=True)
 
 
+def test_a_png_without_studio_settings_leaves_every_control_as_it_was(app_url, open_session, screenshots, tmp_path):
+    page = open_session(app_url)
+    page.fill("#prompt textarea", PROMPT)
+    holiday = tmp_path / "holiday.png"
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(holiday)
+    page.click("#reuse button.label-wrap")
+    page.set_input_files("#reuse-file input[type=file]", holiday)
+    expect(page.locator("#status")).to_contain_text(
+        "nothing was restored: 'holiday.png' holds no studio settings", timeout=30_000)
+    expect(page.locator("#prompt textarea")).to_have_value(PROMPT)
+    # No control is marked as failed (gradio's red "Error" on each output of a failed event).
+    expect(page.locator("span.error")).to_have_count(0)
+    page.screenshot(path=screenshots / "05c-not-a-studio-png.png", full_page=True)
+
+
 def test_cancel_stops_the_run_and_the_next_one_works(app_url, open_session, screenshots):
     page = open_session(app_url)
     page.fill("#prompt textarea", PROMPT)

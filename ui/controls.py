@@ -20,7 +20,6 @@ from typing import Any, Callable, Mapping
 import gradio as gr
 
 from pipeline.request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, ModelLimits
-from ui.errors import refuse_quietly
 
 OFF = "off"
 DENOISE_MODES = (("Off", OFF), ("Auto (estimate the noise)", "auto"), ("Strength", "manual"))
@@ -56,6 +55,11 @@ class Control:
     # Component arguments that depend on the model: value, limits, visibility.
     per_model: Callable[[ModelLimits], dict[str, Any]] | None = None
 
+    @property
+    def nullable(self) -> bool:
+        """Whether a caller may send null for it, meaning "the model's default" or "no file"."""
+        return self.default is None
+
     def build(self, limits: ModelLimits) -> gr.components.Component:
         """The component for a model with these limits."""
         arguments = {"label": self.label, "elem_id": self.name.replace("_", "-"),
@@ -65,7 +69,7 @@ class Control:
         arguments.update({name: value for name, value in static.items() if value is not None})
         if self.per_model is not None:
             arguments.update(self.per_model(limits))
-        return refuse_quietly(self.kind(**arguments))
+        return self.kind(**arguments)
 
 
 def _steps(limits: ModelLimits) -> dict:
@@ -149,11 +153,22 @@ def takes_controls(method: Callable) -> Callable:
                 for control in CONTROLS]
     signature = signature.replace(parameters=[*fixed, *declared])
 
-    @functools.wraps(method)
-    def with_controls(*args, **values):
+    def bind(args, values):
         bound = signature.bind(*args, **values)
         bound.apply_defaults()
-        return method(*bound.args, **bound.kwargs)
+        return bound
+
+    if inspect.iscoroutinefunction(method):
+        # Gradio awaits a coroutine function and runs any other in a worker thread.
+        @functools.wraps(method)
+        async def with_controls(*args, **values):
+            bound = bind(args, values)
+            return await method(*bound.args, **bound.kwargs)
+    else:
+        @functools.wraps(method)
+        def with_controls(*args, **values):
+            bound = bind(args, values)
+            return method(*bound.args, **bound.kwargs)
 
     with_controls.__signature__ = signature
     return with_controls

@@ -3,7 +3,8 @@
 The handlers talk to one studio (the engine's pipeline object, as `ui.engine.Engine` describes
 it) and keep nothing per visitor: what belongs to a browser session (its history, its last run,
 its cancel flag) arrives as `gr.State` inputs and leaves as outputs. Bad input becomes a
-`gr.Error` carrying the engine's sentence (`ui.errors.refuse`); the app keeps serving.
+`gr.Error` carrying the engine's sentence (`ui.errors.refuse`); the app keeps serving. A run
+stops when its visitor cancels it or goes away (`ui.runs`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -22,32 +24,11 @@ from ui.controls import OFF, takes_controls
 from ui.engine import Engine
 from ui.errors import refuse
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
-from ui.settings import build_request, controls_from_request, describe_source, files_to_upload
+from ui.runs import Run, RunControl
+from ui.settings import build_request, controls_from_request, describe_source, files_to_upload, without_folders
 
 # Newest first; older entries drop off so one long session cannot grow without bound.
 HISTORY_LIMIT = 48
-
-
-@dataclass
-class RunControl:
-    """Per browser session: lets Cancel stop that session's running generation between steps.
-
-    Runs are numbered; Cancel marks every run started so far as cancelled, so a cancelled run
-    that is still finishing its current step cannot be revived by the next run starting.
-    """
-
-    started: int = 0
-    cancelled_through: int = 0
-
-    def start(self) -> int:
-        self.started += 1
-        return self.started
-
-    def cancel(self) -> None:
-        self.cancelled_through = self.started
-
-    def is_cancelled(self, run: int) -> bool:
-        return run <= self.cancelled_through
 
 
 @dataclass(frozen=True)
@@ -71,7 +52,7 @@ class StudioHandlers:
     # -- generate -------------------------------------------------------------------------
 
     @takes_controls
-    def generate(self, run_control: RunControl, history: list, progress=gr.Progress(), **values):
+    async def generate(self, run_control: RunControl, history: list, progress=gr.Progress(), **values):
         """Generate images from a prompt.
 
         Returns the images (PNGs with their settings inside, captioned with their seeds), the first
@@ -80,18 +61,20 @@ class StudioHandlers:
         """
         # Up to `studio.max_batch` of these run at once, one per visitor; the studio serves the
         # requests that wait for the device together as one forward batch.
+        run = Run(run_control)
+        return await run.in_thread(self._generate, run, values, history, progress)
+
+    def _generate(self, run: Run, values: dict[str, Any], history: list, progress):
+        if not run.wanted:
+            raise refuse("cancelled before it started; no image was produced")
         request = self._request(values)
-        result = self._run(request, run_control, progress)
+        result = self._run(request, run, progress)
         return self._present(request, result, history)
 
-    def _run(self, request: GenerationRequest, run_control: RunControl, progress):
-        run = run_control.start()
-
+    def _run(self, request: GenerationRequest, run: Run, progress):
         def on_step(step: int, total: int):
             progress((step, total), desc=f"step {step} of {total}", unit="steps")
-            if run_control.is_cancelled(run):
-                return CANCEL
-            return None
+            return None if run.wanted else CANCEL
 
         try:
             return self.studio.generate(request, on_step=on_step)
@@ -145,7 +128,8 @@ class StudioHandlers:
     # -- cancel ---------------------------------------------------------------------------
 
     def cancel(self, run_control: RunControl) -> str:
-        """Stop this session's running generation after its current step."""
+        """Stop this session's requests: a running generation after its current step, a waiting one
+        before it starts."""
         run_control.cancel()
         return f"{self._status()} · run cancelled, no image was produced"
 
@@ -185,15 +169,17 @@ class StudioHandlers:
         """A PNG made here dropped in: restore every control so that Generate redraws it exactly.
 
         The files its settings name (a colour reference, a learned upscaler) are not restored; the
-        status line and a warning ask for them by name.
+        status line and a warning ask for them by name. A PNG without the studio's settings leaves
+        every control as it is and says why in the status line.
         """
         if not png:
-            return {}
+            return {self.controls["status"]: gr.update()}
         try:
             settings = read_settings(png)
             request, _ = request_from_settings(settings)
         except ValueError as error:
-            raise refuse(str(error)) from None
+            reason = without_folders(str(error), png)
+            return {self.controls["status"]: f"{self._status()} · nothing was restored: {reason}"}
         if settings.get("model") != self.studio.source.reference:
             warn(f"This image was made with {settings.get('model')!r}; this studio runs "
                  f"{self.studio.source.reference!r}, so the pixels will differ.")

@@ -17,10 +17,12 @@ from pathlib import Path
 import gradio as gr
 
 from pipeline.request import ModelLimits
+from ui.admission import CheckedBlocks
 from ui.controls import CONTROLS, POSTPROCESS, in_section
 from ui.engine import Engine
 from ui.formats import format_choices, format_for_size
-from ui.handlers import RunControl, StudioHandlers
+from ui.handlers import StudioHandlers
+from ui.runs import RunControl
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "studio.css"
@@ -42,10 +44,12 @@ LAUNCH_OPTIONS = {
 
 
 def queue_options(max_size: int = DEFAULT_QUEUE_SIZE) -> dict:
-    """Arguments of `demo.queue`: a bounded queue (visitors past `max_size` are told it is full)."""
+    """Arguments of `demo.queue`: a bounded queue (visitors past `max_size` are told it is full)
+    that every call of a queued event joins; gradio would otherwise let a direct POST to
+    /gradio_api/run/... skip it everywhere but on Spaces."""
     if max_size < 1:
         raise ValueError(f"queue size must be at least 1, got {max_size}")
-    return {"max_size": max_size, "default_concurrency_limit": 1}
+    return {"max_size": max_size, "default_concurrency_limit": 1, "api_open": False}
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,18 @@ class Page:
     cancel: gr.Button
     image_format: gr.Dropdown
     reuse: gr.File
+    examples: gr.Dataset
     gallery: gr.Gallery
     comparison: gr.ImageSlider
     history_gallery: gr.Gallery
     run_control: gr.State
     history: gr.State
     last_run: gr.State
+
+    @property
+    def inputs(self) -> dict[str, gr.components.Component]:
+        """Every input of the page's events but the session states, by the name refusals give it."""
+        return {**self.controls, "format": self.image_format, "reuse": self.reuse, "example": self.examples}
 
     @property
     def restorable(self) -> dict[str, gr.components.Component]:
@@ -73,8 +83,11 @@ class Page:
 
 def build_demo(studio: Engine) -> gr.Blocks:
     """The Blocks app for one loaded studio."""
-    with gr.Blocks(title="Studio", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
+    with CheckedBlocks(title="Studio", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         page = build_page(studio.limits)
+        nullable = {control.name for control in CONTROLS if control.nullable}
+        for name, component in page.inputs.items():
+            demo.admit(component, name, nullable=name in nullable)
         handlers = StudioHandlers(studio, Path(demo.GRADIO_CACHE) / "studio", page.restorable)
         wire(demo, page, handlers, studio.max_batch)
     return demo
@@ -89,7 +102,7 @@ def build_page(limits: ModelLimits) -> Page:
     controls = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            run, cancel, image_format, reuse = build_settings(limits, controls)
+            run, cancel, image_format, reuse, examples = build_settings(limits, controls)
         with gr.Column(scale=3, min_width=320):
             gallery = gr.Gallery(label="Results", format="png", columns=2, height=720, object_fit="contain",
                                  buttons=["download", "fullscreen"], interactive=False, elem_id="results")
@@ -99,13 +112,14 @@ def build_page(limits: ModelLimits) -> Page:
                                          columns=8, height=220, object_fit="contain", interactive=False,
                                          fit_columns=False, buttons=["download"], elem_id="history")
     return Page(controls=controls, status=status, run=run, cancel=cancel, image_format=image_format, reuse=reuse,
-                gallery=gallery, comparison=comparison, history_gallery=history_gallery, run_control=states[0],
+                examples=examples, gallery=gallery, comparison=comparison, history_gallery=history_gallery, run_control=states[0],
                 history=states[1], last_run=states[2])
 
 
-def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.Button, gr.Dropdown, gr.File]:
-    """The left column: every generate control (into `controls`, by name), the buttons, the format
-    presets and the Reuse settings drop zone."""
+def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.Button, gr.Dropdown, gr.File,
+                                                                  gr.Dataset]:
+    """The left column: every generate control (into `controls`, by name), the buttons, the examples,
+    the format presets and the Reuse settings drop zone."""
 
     def place(section: str) -> None:
         for control in in_section(section):
@@ -115,8 +129,8 @@ def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.B
     with gr.Row():
         run = gr.Button("Generate", variant="primary", elem_id="generate")
         cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
-    examples = json.loads(EXAMPLES_PATH.read_text(encoding="utf-8"))
-    gr.Examples(examples=[[example["prompt"]] for example in examples], inputs=[controls["prompt"]], label="Examples")
+    prompts = [[example["prompt"]] for example in json.loads(EXAMPLES_PATH.read_text(encoding="utf-8"))]
+    examples = gr.Examples(examples=prompts, inputs=[controls["prompt"]], label="Examples")
     image_format = gr.Dropdown(format_choices(limits), label="Format", elem_id="format",
                                value=format_for_size(limits.default_width, limits.default_height, limits))
     with gr.Row():
@@ -133,7 +147,7 @@ def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.B
     missing = [control.name for control in CONTROLS if control.name not in controls]
     if missing:
         raise RuntimeError(f"controls declared in a section the page does not place: {', '.join(missing)}")
-    return run, cancel, image_format, reuse
+    return run, cancel, image_format, reuse, examples.dataset
 
 
 def wire(demo: gr.Blocks, page: Page, handlers: StudioHandlers, max_batch: int) -> None:

@@ -96,6 +96,15 @@ def files_to_upload(post: PostprocessSettings) -> list[str]:
     return [f"{what} {ntpath.basename(path)!r}" for what, path in files if path]
 
 
+def without_folders(message: str, path: str) -> str:
+    """`message` with each mention of `path` cut to its base name: a sentence names an uploaded
+    file by its name, never by the folder the server keeps it in."""
+    name = ntpath.basename(str(path))
+    for spelling in (str(path), repr(str(path))[1:-1]):
+        message = message.replace(spelling, name)
+    return message
+
+
 def describe_source(settings: dict) -> str:
     """Where a stored image came from, for the status line."""
     batch = settings.get("batch") or {}
