@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from pipeline.commands.console import OneLineParser, allow_compile_fallback, configure, fail, quiet_libraries
-from pipeline.commands.options import add_model_arguments, speed_options
+from pipeline.commands.console import OneLineParser, configure, fail
+from pipeline.commands.options import add_model_arguments, env_flag, prepare_process
 
 log = logging.getLogger("studio")
 
@@ -39,8 +39,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="most compatible waiting requests served together as one forward batch; "
                              "1 serves them one by one (env BATCH_SIZE; default 4)")
     add_model_arguments(parser)
+    add_hosting_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="library logs, loading bars and full tracebacks")
     return parser.parse_args(argv)
+
+
+def add_hosting_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.hosting import on_space
+
+    group = parser.add_argument_group("public hosting (README: Hosting it publicly)")
+    safety = group.add_mutually_exclusive_group()
+    safety.add_argument("--safety", dest="safety", action="store_true", default=env_flag("SAFETY") if "SAFETY" in os.environ else on_space(),
+                        help="refuse prompts with listed words and, with --safety-image-model, withhold flagged "
+                             "pictures (env SAFETY=1; on by default on a Hugging Face Space)")
+    safety.add_argument("--no-safety", dest="safety", action="store_false", help="turn the content gate off")
+    group.add_argument("--safety-words", default=os.environ.get("SAFETY_WORDS"),
+                       help="the host's own word list, one word or phrase per line (env SAFETY_WORDS; "
+                            "default: assets/safety/blocked_words.txt)")
+    group.add_argument("--safety-image-model", default=os.environ.get("SAFETY_IMAGE_MODEL"),
+                       help="hub id or folder of an image classifier with an 'nsfw' label "
+                            "(env SAFETY_IMAGE_MODEL; default: no image check)")
+    group.add_argument("--watermark", action="store_true", default=env_flag("WATERMARK"),
+                       help="hide an invisible 'AI-generated' watermark in every picture of 256 pixels a side "
+                            "or more (env WATERMARK=1)")
+
+
+def safety_settings(args: argparse.Namespace):
+    """The content gate's settings the flags ask for, or None when it is off."""
+    if not args.safety:
+        return None
+    from pipeline.safety import SafetySettings
+
+    words = {"words": args.safety_words} if args.safety_words else {}
+    return SafetySettings(image_classifier=args.safety_image_model, **words)
 
 
 def main(argv: list[str]) -> int:
@@ -50,23 +81,23 @@ def main(argv: list[str]) -> int:
         return int(exit_.code or 0)
     configure(verbose=args.verbose, level=logging.INFO)
     import ui
+    from pipeline.hosting import on_gpu
     from pipeline.models import ModelNotAvailable
     from pipeline.studio import Studio
 
     started = time.perf_counter()
     try:
-        options = speed_options(args)
-        quiet_libraries(verbose=args.verbose)
-        if options.compile:
-            allow_compile_fallback()
-        studio = Studio.load(args.model, device=args.device, speed_options=options, max_batch=args.batch_size)
+        options = prepare_process(args)
+        studio = Studio.load(args.model, device=args.device, speed_options=options, max_batch=args.batch_size,
+                             safety=safety_settings(args), watermark=args.watermark, device_wrapper=on_gpu())
         queue = ui.queue_options(args.queue_size)
     except (ModelNotAvailable, ValueError) as error:
         return fail(str(error))
     except OSError as error:  # a model file the loader could not read, in words of the library that read it
         return fail(f"cannot load model {args.model!r}: {' '.join(str(error).split())}")
-    log.info("model %s (%s) ready on %s in %.1f s; serving", studio.source.reference,
-             studio.family.pipeline_class, studio.device, time.perf_counter() - started)
+    log.info("model %s (%s) ready on %s in %.1f s; content gate %s, watermark %s; serving",
+             studio.source.reference, studio.family.pipeline_class, studio.device, time.perf_counter() - started,
+             "on" if studio.safety else "off", "on" if studio.watermark else "off")
     demo = ui.build_demo(studio)
     try:
         demo.queue(**queue).launch(server_name=args.host, server_port=args.port, **ui.LAUNCH_OPTIONS)

@@ -108,3 +108,23 @@ def test_the_readme_front_matter_describes_this_app_as_a_gradio_space():
     hub_models = {preset.source for preset in PRESETS.values() if preset.name != "embedded"}
     assert set(front["models"]) == hub_models
     assert front["license"] == "apache-2.0"
+
+
+def test_the_app_on_a_space_starts_with_the_content_gate_on(tmp_path, monkeypatch):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from helpers.servers import app_process
+
+    monkeypatch.setenv("SPACE_ID", "someone/studio")
+    monkeypatch.delenv("SAFETY", raising=False)
+    log_path = tmp_path / "app.log"
+    with app_process(log_path, 300) as url:
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match="prompt refused: this studio's host does not allow what it asks for"):
+            client.predict(prompt="a nude figure by the sea", api_name="/generate")
+        images, *_ = client.predict(prompt="a red circle", steps=1, api_name="/generate")
+    assert read_settings(images[0]["image"])["content"] == {"safety": {"prompt": "word list", "image": "off"}}
+    log = log_path.read_text()
+    assert "content gate on" in log
+    assert "nude" not in log  # a refusal is logged without the prompt

@@ -14,7 +14,8 @@ DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 TRUE = ("1", "true", "yes", "on")
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
+    """Whether the environment variable `name` is set to a true value (1, true, yes, on)."""
     return os.environ.get(name, "").strip().lower() in TRUE
 
 
@@ -32,14 +33,14 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("speed and memory (README: Speed)")
     group.add_argument("--dtype", choices=DTYPE_CHOICES, default=os.environ.get("DTYPE"),
                        help="weights' precision (env DTYPE; default bf16 on CUDA, fp32 on CPU)")
-    group.add_argument("--compile", action="store_true", default=_env_flag("COMPILE"),
+    group.add_argument("--compile", action="store_true", default=env_flag("COMPILE"),
                        help="torch.compile the denoiser's repeated block: slower start, faster steps (env COMPILE=1)")
     group.add_argument("--attention-backend", default=os.environ.get("ATTENTION_BACKEND"),
                        help="a diffusers attention backend, e.g. native, flash, _native_cudnn, sage "
                             "(env ATTENTION_BACKEND)")
-    group.add_argument("--tiled-decode", action="store_true", default=_env_flag("TILED_DECODE"),
+    group.add_argument("--tiled-decode", action="store_true", default=env_flag("TILED_DECODE"),
                        help="always decode latents in tiles (default: only above 1536x1536; env TILED_DECODE=1)")
-    group.add_argument("--cpu-offload", action="store_true", default=_env_flag("CPU_OFFLOAD"),
+    group.add_argument("--cpu-offload", action="store_true", default=env_flag("CPU_OFFLOAD"),
                        help="keep only the running component on the GPU: for small GPUs, slower (env CPU_OFFLOAD=1)")
 
 
