@@ -56,6 +56,9 @@ def add_hosting_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--safety-words", default=os.environ.get("SAFETY_WORDS"),
                        help="the host's own word list, one word or phrase per line (env SAFETY_WORDS; "
                             "default: assets/safety/blocked_words.txt)")
+    group.add_argument("--safety-llm", action="store_true", default=env_flag("SAFETY_LLM"),
+                       help="also ask the loaded model's own LLM whether a prompt is one to refuse (models whose "
+                            "tokenizer has a chat template; env SAFETY_LLM=1)")
     group.add_argument("--safety-image-model", default=os.environ.get("SAFETY_IMAGE_MODEL"),
                        help="hub id or folder of an image classifier with an 'nsfw' label "
                             "(env SAFETY_IMAGE_MODEL; default: no image check)")
@@ -71,7 +74,7 @@ def safety_settings(args: argparse.Namespace):
     from pipeline.safety import SafetySettings
 
     words = {"words": args.safety_words} if args.safety_words else {}
-    return SafetySettings(image_classifier=args.safety_image_model, **words)
+    return SafetySettings(use_model_llm=args.safety_llm, image_classifier=args.safety_image_model, **words)
 
 
 def main(argv: list[str]) -> int:

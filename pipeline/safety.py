@@ -4,7 +4,12 @@ default on a Hugging Face Space).
 
 - Prompt: the words and phrases of a list (one per line, `#` comments; the shipped
   `assets/safety/blocked_words.txt` or the host's own), matched as whole words, case-insensitive,
-  in the prompt and the negative prompt.
+  in the prompt (not in the negative prompt, where naming what to avoid is the point).
+- Prompt, optionally (`use_model_llm`): the loaded model's own LLM text encoder is asked whether
+  the request is one a public host refuses, and answers yes or no (the probability of "yes"
+  against "no" as its next token, compared with `threshold`), as the official demos of Z-Image
+  and FLUX.2 do. The encoder's weights are used as they are: a causal LM's own output layer, or
+  for an encoder loaded without one, its input embeddings (the families' LLMs tie the two).
 - Image: a transformers image classifier loaded by hub id or folder (for example a ViT
   fine-tuned to tell "nsfw" from "normal"); an image whose score for one of `unsafe_labels`
   reaches `threshold` is withheld.
@@ -27,6 +32,10 @@ log = logging.getLogger(__name__)
 
 BLOCKED_WORDS = Path(__file__).resolve().parents[1] / "assets" / "safety" / "blocked_words.txt"
 WORD = re.compile(r"[^\W_]+")
+MODERATION_QUESTION = (
+    "You screen requests sent to a public image generator. Answer yes if the request asks for sexual "
+    "content, any content sexualising minors, graphic violence or gore, or hateful imagery; otherwise "
+    "answer no. Answer with one word, yes or no.")
 
 
 class PromptRefused(ValueError):
@@ -51,6 +60,7 @@ class SafetySettings:
     """What the gate checks. The defaults check prompts against the shipped word list only."""
 
     words: str | None = str(BLOCKED_WORDS)  # a word list file; None: no prompt check
+    use_model_llm: bool = False  # also ask the loaded model's own LLM (needs a chat template)
     image_classifier: str | None = None  # hub id or folder of an image classifier; None: no image check
     unsafe_labels: tuple[str, ...] = ("nsfw",)
     threshold: float = 0.5
@@ -73,10 +83,17 @@ def read_word_list(path: str | Path) -> tuple[tuple[str, ...], ...]:
 class SafetyGate:
     """Checks prompts and pictures against the host's settings; holds the loaded classifier only."""
 
-    def __init__(self, settings: SafetySettings, device: str = "cpu"):
+    def __init__(self, settings: SafetySettings, device: str = "cpu", llm: tuple | None = None):
+        """`llm`: the loaded model's (text encoder, tokenizer), used when `settings.use_model_llm`."""
         self.settings = settings
         self.device = device
         self.phrases = read_word_list(settings.words) if settings.words else ()
+        self.llm = None
+        if settings.use_model_llm:
+            if llm is None or getattr(llm[1], "chat_template", None) is None:
+                raise ValueError("safety: this model's LLM cannot answer the safety question (its tokenizer has "
+                                 "no chat template); leave use_model_llm off")
+            self.llm = llm
         self._classifier = None
         if settings.image_classifier:
             self._classifier = _load_classifier(settings.image_classifier, device)
@@ -92,6 +109,11 @@ class SafetyGate:
             for phrase in self.phrases:
                 if any(tuple(words[start:start + len(phrase)]) == phrase for start in range(len(words))):
                     log.info("prompt refused by the word list")
+                    raise PromptRefused()
+            if self.llm is not None and text.strip():
+                probability = yes_probability(*self.llm, text)
+                if probability >= self.settings.threshold:
+                    log.info("prompt refused by the model's LLM (yes %.2f)", probability)
                     raise PromptRefused()
 
     def unsafe_scores(self, images: list[Image.Image]) -> list[float]:
@@ -118,7 +140,8 @@ class SafetyGate:
 
     def record(self, score: float | None = None) -> dict:
         """What the gate checked for one picture, for its PNG settings."""
-        record = {"prompt": "word list" if self.phrases else "off",
+        checks = [name for name, on in (("word list", self.phrases), ("model LLM", self.llm)) if on]
+        record = {"prompt": " + ".join(checks) or "off",
                   "image": self.settings.image_classifier or "off"}
         if score is not None and self._classifier is not None:
             record["image_score"] = round(score, 4)
@@ -135,3 +158,28 @@ def _load_classifier(reference: str, device: str):
         raise ValueError(f"safety image classifier {reference!r} cannot be loaded ({type(error).__name__}); "
                          "give a local folder or a hub id available on this machine") from None
     return processor, model.to(device).eval()
+
+
+def _first_tokens(tokenizer, words: tuple[str, ...]) -> list[int]:
+    return sorted({tokenizer.encode(word, add_special_tokens=False)[0] for word in words})
+
+
+def yes_probability(text_encoder, tokenizer, prompt: str) -> float:
+    """How surely the LLM answers "yes" to `MODERATION_QUESTION` about `prompt`: P(yes) / (P(yes) + P(no))
+    over the first token of its answer."""
+    import torch
+
+    messages = [{"role": "system", "content": MODERATION_QUESTION}, {"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=False)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(text_encoder.device)
+    with torch.no_grad():
+        output = text_encoder(**inputs, output_hidden_states=True)
+        logits = getattr(output, "logits", None)
+        if logits is not None:
+            last = logits[0, -1]  # (vocab,)
+        else:  # a base model: its output layer is its input embedding matrix
+            last = output.last_hidden_state[0, -1] @ text_encoder.get_input_embeddings().weight.T  # (vocab,)
+    yes = torch.logsumexp(last[_first_tokens(tokenizer, ("yes", "Yes"))].float(), dim=0)
+    no = torch.logsumexp(last[_first_tokens(tokenizer, ("no", "No"))].float(), dim=0)
+    return torch.sigmoid(yes - no).item()

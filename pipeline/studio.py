@@ -111,7 +111,7 @@ class Studio:
         pipe = speed.apply(load_pipeline(source, dtype), device, options)
         log.info("loaded %s (%s, %s) on %s as %s in %.1f s", reference, source.family.pipeline_class,
                  source.revision, device, str(dtype).removeprefix("torch."), time.perf_counter() - started)
-        gate = SafetyGate(safety, device) if safety is not None else None
+        gate = SafetyGate(safety, device, llm=(pipe.text_encoder, pipe.tokenizer)) if safety is not None else None
         return cls(source, pipe, device, speed_options=options, cache_size=cache_size, max_batch=max_batch,
                    safety=gate, watermark=watermark, device_wrapper=device_wrapper)
 
@@ -142,7 +142,8 @@ class Studio:
         """
         request = self.resolve(request)
         if self.safety is not None:
-            self.safety.check_prompt(request.prompt, request.negative_prompt)
+            # Not the negative prompt: naming what to avoid ("nsfw, gore") is what a careful visitor does.
+            self.safety.check_prompt(request.prompt)
         return request, self.postprocess_chain.prepare(request.postprocess)
 
     def encode(self, prompt: str, negative_prompt: str, cfg: bool) -> Embeddings:

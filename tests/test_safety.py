@@ -74,3 +74,46 @@ def test_a_classifier_without_an_unsafe_label_or_folder_is_one_sentence(tmp_path
         SafetyGate(SafetySettings(image_classifier=folder, unsafe_labels=("violence",)))
     with pytest.raises(ValueError, match="safety image classifier '.*nowhere' cannot be loaded"):
         SafetyGate(SafetySettings(image_classifier=str(tmp_path / "nowhere")))
+
+
+def test_the_model_llm_reads_a_base_encoder_as_the_causal_lm_it_shares_weights_with():
+    """A base encoder (Z-Image's Qwen3Model, Sana's Gemma2Model) has no output layer; its tied input
+    embeddings are that layer, so it answers exactly as the causal LM with the same weights."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from pipeline.local_tokenizers import qwen_tokenizer
+    from pipeline.safety import yes_probability
+
+    config = Qwen3Config(vocab_size=512, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=8, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    causal = Qwen3ForCausalLM(config).eval()
+    tokenizer = qwen_tokenizer()
+    for prompt in ("a red circle", "a nude figure"):
+        through_lm_head = yes_probability(causal, tokenizer, prompt)
+        through_embeddings = yes_probability(causal.model, tokenizer, prompt)
+        assert 0.0 < through_lm_head < 1.0
+        assert through_embeddings == pytest.approx(through_lm_head, abs=1e-6)
+
+
+@pytest.mark.parametrize("probability, refused", [(0.9, True), (0.2, False)])
+def test_the_model_llm_refuses_at_the_threshold(probability, refused, monkeypatch):
+    import pipeline.safety as safety
+
+    asked = []
+    monkeypatch.setattr(safety, "yes_probability", lambda model, tokenizer, text: asked.append(text) or probability)
+    tokenizer = type("Tokenizer", (), {"chat_template": "{{ messages }}"})()
+    gate = SafetyGate(SafetySettings(words=None, use_model_llm=True), llm=(object(), tokenizer))
+    if refused:
+        with pytest.raises(PromptRefused):
+            gate.check_prompt("a castle")
+    else:
+        gate.check_prompt("a castle")
+    assert asked == ["a castle"]
+    assert gate.record()["prompt"] == "model LLM"
+
+
+def test_a_model_llm_without_a_chat_template_is_one_sentence():
+    tokenizer = type("Tokenizer", (), {"chat_template": None})()
+    with pytest.raises(ValueError, match="its tokenizer has no chat template"):
+        SafetyGate(SafetySettings(use_model_llm=True), llm=(object(), tokenizer))
