@@ -164,14 +164,23 @@ def _first_tokens(tokenizer, words: tuple[str, ...]) -> list[int]:
     return sorted({tokenizer.encode(word, add_special_tokens=False)[0] for word in words})
 
 
+def _chat(tokenizer, messages: list[dict]) -> str:
+    """The chat template applied; Gemma's template refuses a system turn, so it goes in the user's."""
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             enable_thinking=False)
+    except Exception:  # noqa: BLE001 - jinja's TemplateError, raised by the template's own check
+        system, user = messages
+        merged = [{"role": "user", "content": f"{system['content']}\n\nRequest: {user['content']}"}]
+        return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+
+
 def yes_probability(text_encoder, tokenizer, prompt: str) -> float:
     """How surely the LLM answers "yes" to `MODERATION_QUESTION` about `prompt`: P(yes) / (P(yes) + P(no))
     over the first token of its answer."""
     import torch
 
-    messages = [{"role": "system", "content": MODERATION_QUESTION}, {"role": "user", "content": prompt}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                         enable_thinking=False)
+    text = _chat(tokenizer, [{"role": "system", "content": MODERATION_QUESTION}, {"role": "user", "content": prompt}])
     inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(text_encoder.device)
     with torch.no_grad():
         output = text_encoder(**inputs, output_hidden_states=True)

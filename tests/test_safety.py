@@ -117,3 +117,17 @@ def test_a_model_llm_without_a_chat_template_is_one_sentence():
     tokenizer = type("Tokenizer", (), {"chat_template": None})()
     with pytest.raises(ValueError, match="its tokenizer has no chat template"):
         SafetyGate(SafetySettings(use_model_llm=True), llm=(object(), tokenizer))
+
+
+def test_a_template_without_a_system_turn_gets_the_question_in_the_user_turn():
+    from pipeline.safety import MODERATION_QUESTION, _chat
+
+    class GemmaLike:
+        def apply_chat_template(self, messages, **options):
+            if messages[0]["role"] == "system":
+                raise RuntimeError("System role not supported")
+            return "|".join(f"{message['role']}:{message['content']}" for message in messages)
+
+    text = _chat(GemmaLike(), [{"role": "system", "content": MODERATION_QUESTION},
+                               {"role": "user", "content": "a red circle"}])
+    assert text == f"user:{MODERATION_QUESTION}\n\nRequest: a red circle"
