@@ -116,3 +116,20 @@ def test_bad_app_options_are_one_line_and_exit_2(args, env, message, monkeypatch
         monkeypatch.setenv(name, value)
     assert app.main(args) == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: cannot serve the page: Cannot find empty port in range: {port}-{port}. You can "
+                      "specify a different port by setting the GRADIO_SERVER_PORT environment variable or passing "
+                      "the `server_port` parameter to `launch()`."]
+    assert "Traceback" not in done.stderr
