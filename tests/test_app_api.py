@@ -73,7 +73,6 @@ def engine_message(**fields) -> str:
 def test_generate_returns_pngs_holding_the_seed_used(client):
     images, before_after, seed, status = client.predict(prompt=PROMPT, seed=MAX_SEED - 1, num_images=2,
                                                         api_name="/generate")
-    print(status)
     assert seed == MAX_SEED - 1  # exact: no float rounding on the way
     assert [item["caption"] for item in images] == [f"seed {MAX_SEED - 1}", f"seed {MAX_SEED}"]
     for item, expected_seed in zip(images, (MAX_SEED - 1, MAX_SEED)):
@@ -87,7 +86,6 @@ def test_generate_returns_pngs_holding_the_seed_used(client):
 
     images, _, seed, _ = client.predict(prompt=PROMPT, seed=5, random_seed=True, api_name="/generate")
     assert read_settings(images[0]["image"])["seed"] == seed
-    print("random seed used:", seed)
 
 
 def test_postprocessing_through_the_api(client, tmp_path):
@@ -121,8 +119,7 @@ def test_bad_values_get_the_validation_sentence_and_the_app_keeps_serving(app, c
     data = {p["parameter_name"]: p["parameter_default"] for p in parameters}
     data.update(prompt=PROMPT, guidance=float("nan"))
     event, payload = call_raw(app[1], list(data.values()))
-    print("NaN guidance:", event, payload)
-    assert event == "error"
+    assert event == "error", payload
     assert json.loads(payload)["error"] == engine_message(prompt=PROMPT, guidance=float("nan"))
 
     cases = [({"prompt": PROMPT, "width": 100}, engine_message(prompt=PROMPT, width=100)),
@@ -134,8 +131,7 @@ def test_bad_values_get_the_validation_sentence_and_the_app_keeps_serving(app, c
     for fields, sentence in cases:
         with pytest.raises(AppError) as error:
             client.predict(**fields, api_name="/generate")
-        print(f"{fields} -> {error.value}")
-        assert str(error.value) == sentence
+        assert str(error.value) == sentence, fields
 
     images, *_ = client.predict(prompt=PROMPT, width=96, api_name="/generate")
     assert Image.open(images[0]["image"]).size == (96, 64)
@@ -187,8 +183,7 @@ def test_a_bad_value_is_one_log_line_and_a_bug_keeps_its_traceback(app, client, 
         with pytest.raises(AppError):
             client.predict(**{"prompt": PROMPT, **fields}, api_name="/generate")
     log = capfd.readouterr().err
-    print(log)
-    assert "Traceback" not in log
+    assert "Traceback" not in log, log
     assert [record.getMessage() for record in caplog.records if record.name == "ui.errors"] == [
         f"refused: {engine_message(prompt=PROMPT, width=33)}",
         "refused: Value 51 is greater than maximum value 50.",
@@ -209,9 +204,8 @@ def test_cancel_stops_the_running_generation_between_steps(embedded, serve):
     wait_until(lambda: spy.steps, "the first denoising step")
     assert client.predict(api_name="/cancel").endswith("run cancelled, no image was produced")
     wait_until(lambda: spy.outcomes, "the run to end")
-    print("outcome:", spy.outcomes[0], "steps reported:", spy.steps)
     kind, step, total = spy.outcomes[0]
-    assert (kind, total) == ("cancelled", 50) and step < 50
+    assert (kind, total) == ("cancelled", 50) and step < 50, spy.steps
     assert spy.steps == list(range(1, step + 1))  # no step ran after the one that saw the flag
     with pytest.raises(AppError, match=r"cancelled after step \d+ of 50; no image was produced"):
         job.result(timeout=WAIT_S)
@@ -231,9 +225,8 @@ def test_a_full_queue_is_refused_with_a_clear_message(embedded, serve):
     waiting = Client(url, verbose=False).submit(prompt=PROMPT, steps=1, api_name="/generate")
     wait_until(lambda: waiting.status().code == Status.IN_QUEUE, "the next run to queue")
     try:
-        with pytest.raises(QueueError, match="Queue is full") as error:
+        with pytest.raises(QueueError, match="Queue is full"):
             Client(url, verbose=False).predict(prompt=PROMPT, steps=1, api_name="/generate")
-        print("visitor after the queue filled:", error.value)
     finally:
         hold.set()
     assert [job.result(timeout=WAIT_S)[2] for job in running + [waiting]] == [0] * (embedded.max_batch + 1)
@@ -259,7 +252,6 @@ def test_visitors_waiting_together_share_one_forward_batch(app, embedded, monkey
         jobs.append(Client(app[1], verbose=False).submit(prompt=prompt, seed=7 + index, api_name="/generate"))
         wait_until(lambda: embedded.waiting == index, f"visitor {index + 1} to queue")
     images = [job.result(timeout=WAIT_S)[0][0]["image"] for job in jobs]
-    print("batches:", batches)
     assert batches == [prompts[:1], prompts[1:]]
     for path, prompt in zip(images, prompts):
         request, index = request_from_settings(read_settings(path))

@@ -13,7 +13,7 @@ from pipeline import hosting
 from pipeline.marking import TRAINED_ALGORITHMIC_MEDIA, XMP_KEY, add_watermark, digital_source_type, read_watermark
 from pipeline.metadata import read_settings, save_png
 from pipeline.request import GenerationRequest
-from pipeline.safety import PromptRefused, SafetyGate, SafetySettings
+from pipeline.safety import PromptRefused, SafetySettings
 from pipeline.studio import Studio
 from test_safety import tiny_classifier
 

@@ -102,7 +102,6 @@ def test_reuse_settings_serves_no_file_its_png_names(url, made_here, tmp_path):
         png = with_postprocess(made_here, tmp_path / f"crafted-{reference.suffix[1:]}.png", color="reference",
                                color_reference=str(reference), upscale=2, upscaler=str(files["weights"]))
         answers = reuse(url, png)
-        print(answer_text(answers)[:1500])
         assert answers[0][0], answers[0]  # the settings themselves are restored
         assert secret not in answer_text(answers)
         assert str(files["png"].parent) not in answer_text(answers)
@@ -121,7 +120,6 @@ def test_what_reuse_says_is_the_same_whether_a_named_file_exists(url, made_here,
                                upscaler=str(tmp_path / folder / "x2.pth"))
         (success, output), _ = reuse(url, png)
         answers[folder] = (success, output.get("data"), output.get("error"))
-    print(answers["here"])
     assert answers["here"] == answers["gone"]
     assert answers["here"][0] and str(tmp_path) not in answer_text(answers["here"])
     assert "upload the colour reference 'brand.png' and the learned upscaler 'x2.pth' again" in answer_text(answers)
@@ -140,7 +138,6 @@ def test_a_png_without_studio_settings_leaves_the_controls_and_says_why(url, mad
     else:
         png.write_bytes(made_here.read_bytes()[:40])
     (success, output), _ = reuse(url, png)
-    print(success, output)
     assert success, output
     statuses = [value for value in output["data"] if isinstance(value, str)]
     assert len(statuses) == 1 and "nothing was restored: " in statuses[0] and f"'{kind}.png'" in statuses[0]
@@ -172,7 +169,6 @@ def test_a_file_is_taken_only_as_an_upload_to_this_page(url, tmp_path, field, na
             index, data = endpoint_call(url, "generate", prompt=PROMPT, **uses, **{field: payload})
             answers.append(call_event(url, index, data))
     messages = {output.get("error") for _, output in answers}
-    print(messages)
     assert not any(success for success, _ in answers)
     # One sentence for every way, whether or not the path exists; it names the input, no path.
     assert len(messages) == 1
@@ -182,7 +178,6 @@ def test_a_file_is_taken_only_as_an_upload_to_this_page(url, tmp_path, field, na
     # The same file uploaded is taken (an upscaler that is no model gets the engine's sentence).
     index, data = endpoint_call(url, "generate", prompt=PROMPT, **uses, **{field: upload(url, existing)})
     success, output = call_event(url, index, data)
-    print(success, output.get("error"))
     if field == "color_reference":
         assert success, output
     else:
@@ -232,14 +227,12 @@ def test_a_malformed_value_gets_a_sentence_naming_its_input(url, bad_files, valu
     raw = {name: upload(url, bad_files[value]) if is_bad_file(value) else value for name, value in values.items()}
     index, data = endpoint_call(url, "generate", **{"prompt": PROMPT, **raw})
     success, output = call_event(url, index, data)
-    print("raw HTTP:", output)
     assert not success
     assert output.get("error") and output["error"].startswith(field), output
 
     sent = {name: handle_file(bad_files[value]) if is_bad_file(value) else value for name, value in values.items()}
     with pytest.raises(AppError) as error:
         Client(url, verbose=False).predict(**{"prompt": PROMPT, **sent}, api_name="/generate")
-    print("gradio_client:", error.value)
     assert GENERIC not in str(error.value)
     assert str(error.value) == output["error"]
 
@@ -252,8 +245,6 @@ def test_every_event_answers_any_values_with_a_result_or_a_sentence(url):
         for data in ([], [None] * count, ["x"] * count, [{"path": "/etc/passwd"}] * count, [10**9] * count):
             answers = [call_event(url, dependency["id"], data), run_predict(url, dependency["id"], data)]
             (success, output), (status, direct) = answers
-            print(dependency["id"], dependency.get("api_name"), json.dumps(data)[:40], success,
-                  output.get("error"), status)
             assert success or output.get("error"), (dependency, data, output)
             assert status in (200, 404) or direct.get("error"), (dependency, data, status, direct)
             assert "root:" not in answer_text(answers)  # nothing of /etc/passwd
@@ -262,7 +253,6 @@ def test_every_event_answers_any_values_with_a_result_or_a_sentence(url):
 def test_too_few_values_get_a_sentence_naming_the_inputs(url):
     index, data = endpoint_call(url, "generate", prompt=PROMPT)
     success, output = call_event(url, index, data[:3])
-    print(output)
     assert not success and output.get("error")
     assert output["error"].startswith("generate takes") and "prompt, negative_prompt, seed" in output["error"]
 
@@ -270,7 +260,6 @@ def test_too_few_values_get_a_sentence_naming_the_inputs(url):
 def test_a_queued_event_cannot_skip_the_queue(url):
     index, data = endpoint_call(url, "generate", prompt=PROMPT)
     status, answer = run_predict(url, index, data)
-    print(status, answer)
     assert status == 404 and "queue" in answer["detail"]
 
 
@@ -282,7 +271,6 @@ def test_app_refuses_a_broken_model_folder_in_one_line(tmp_path, damage):
     weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 3] if damage == "truncated" else b"")
     done = subprocess.run([sys.executable, "app.py", "--model", str(folder), "--host", "127.0.0.1", "--port",
                            str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    print(done.stderr)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "Traceback" not in done.stderr

@@ -8,7 +8,6 @@ The embedded model serves in this process on 127.0.0.1 at a free port. Every wai
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -110,13 +109,11 @@ def test_sixteen_visitors_three_requests_each_none_lost_none_wrong(embedded, ser
             got[number, k] = [item["image"] for item in job.result(timeout=WAIT_S)[0]]
         return got
 
-    started = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         outcomes = [pool.submit(visitor, number) for number in range(16)]
         served = {}
         for outcome in outcomes:
             served.update(outcome.result(timeout=3 * WAIT_S))
-    print(f"48 requests from 16 visitors served in {time.perf_counter() - started:.1f} s")
     assert set(served) == set(asked)  # none lost
 
     for key, fields in asked.items():
@@ -142,7 +139,6 @@ def test_a_full_queue_is_refused_with_its_sentence(embedded, serve):
             Client(url, verbose=False).predict(prompt=PROMPTS[0], steps=2, api_name="/generate")
     finally:
         studio.release.set()
-    print("refused:", refused[0].refusal, "|", error.value)
     assert [call.refusal for call in refused] == [{"detail": "Queue is full. Max size is 2 and size is 2."}] * 3
     assert "Queue is full" in str(error.value)
     results = [call.result() for call in [running, *waiting]]
@@ -169,7 +165,6 @@ def test_a_request_cancelled_while_it_waits_never_runs(embedded, serve):
         running.result(timeout=WAIT_S)
     with pytest.raises(AppError, match="cancelled before it started; no image was produced"):
         waiting.result(timeout=WAIT_S)
-    print("outcomes:", studio.outcomes, "steps:", studio.steps)
     assert [request.prompt for request in studio.requests] == [PROMPTS[0]]  # neither waiting request ran
     assert studio.outcomes == [("cancelled", 1, 8)] and studio.steps == [1]
 
@@ -188,7 +183,6 @@ def test_a_run_cancelled_through_gradio_client_stops_at_its_step(embedded, serve
     finally:
         studio.release.set()
     wait_until(lambda: studio.outcomes, "the run to end")
-    print("outcome:", studio.outcomes, "steps:", studio.steps)
     assert studio.outcomes == [("cancelled", 2, 30)] and studio.steps == [1, 2]
 
     images, *_ = Client(url, verbose=False).predict(prompt=PROMPTS[1], steps=2, api_name="/generate")
@@ -208,7 +202,6 @@ def test_a_run_whose_visitor_goes_away_stops_at_its_step(embedded, serve):
     finally:
         studio.release.set()
     wait_until(lambda: studio.outcomes, "the run to end")
-    print("outcome:", studio.outcomes, "steps:", studio.steps)
     assert studio.outcomes == [("cancelled", 2, 30)] and studio.steps == [1, 2]
 
     images, *_ = Client(url, verbose=False).predict(prompt=PROMPTS[1], steps=2, api_name="/generate")

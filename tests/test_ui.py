@@ -240,7 +240,6 @@ def test_reuse_settings_restores_every_control_and_refuses_other_pngs(tmp_path):
     plain.parent.mkdir()
     Image.new("RGB", (8, 8)).save(plain)
     refused = restore(handlers, plain)
-    print(refused["status"])
     assert list(refused) == ["status"]
     assert "nothing was restored: 'plain.png' holds no studio settings" in refused["status"]
     assert str(plain.parent) not in refused["status"]
@@ -261,7 +260,6 @@ def test_reuse_settings_of_a_png_whose_colour_reference_is_gone_asks_for_the_fil
 
     with pytest.warns(UserWarning) as warned:
         restored = restore(handlers, png)
-    print(restored["status"], "|", warned[0].message)
     assert (restored["prompt"], restored["seed"], restored["steps"]) == ("a green triangle", 31, 5)
     assert (restored["color"], restored["color_strength"], restored["color_reference"]) == ("reference", 0.6, None)
     for text in (restored["status"], str(warned[0].message)):
@@ -277,7 +275,6 @@ def test_ui_imports_no_torch_and_app_reports_a_missing_model_in_one_line():
     code = ("import sys, ui; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules)); "
             "import app; sys.exit(app.main(['--model', 'no-such-model']))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    print(done.stderr)
     assert done.stdout.strip() == "[]"  # importing the UI loads neither torch nor diffusers
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: Model 'no-such-model' is not a preset")

@@ -35,7 +35,6 @@ PROMPT = "a large red circle on the left, blue background"
 def screenshots(tmp_path_factory) -> Path:
     folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots: {folder}")
     return folder
 
 
@@ -47,7 +46,6 @@ def app_url(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     with app_process(log_path, START_TIMEOUT_S) as url:
         startup = log_path.read_text()
-        print(startup)
         # The start-up log line says what was loaded and how long it took.
         assert re.search(r"model embedded \(SanaPipeline\) ready on cpu in [\d.]+ s", startup), startup
         yield url
@@ -126,7 +124,6 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
     expect(page.locator("#height input")).to_have_value("64")
     urls = generate(page)
     progress = page.evaluate("[...window.studioProgress]")
-    print("progress seen:", sorted(progress, key=lambda text: int(text.split()[1])))
     assert progress and all(re.fullmatch(r"step [1-8] of 8", text) for text in progress), progress
     assert len(urls) == 1
     image, _ = fetch_image(page, urls[0])
@@ -149,7 +146,6 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
     download_info.value.save_as(downloaded)
     settings = read_settings(downloaded)
     assert (settings["prompt"], settings["width"], settings["height"]) == (PROMPT, 64, 96)
-    print("downloaded:", download_info.value.suggested_filename, {k: settings[k] for k in ("seed", "steps", "guidance")})
 
     # Change everything the PNG will restore, then drop the PNG in.
     page.fill("#prompt textarea", "a small green triangle at the top on a white background")
