@@ -1,12 +1,13 @@
 """Shared fixtures: tiny models saved once per test session, loaded through the project's loader."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from helpers import tiny_models
 from pipeline.studio import Studio
-
 
 
 def pytest_configure(config):
@@ -18,6 +19,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "reliability: the served page under load, cancellation and disconnection "
                                        "(runs in the normal suite; `-m reliability` runs it alone)")
 
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # One thread: CPU matrix products then round the same way on every machine and run.
 torch.set_num_threads(1)
@@ -54,3 +57,29 @@ def sana(tiny_studio) -> Studio:
     studio = tiny_studio("sana")
     studio.clear_cache()
     return studio
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Studio:
+    """The shipped embedded model on the CPU, shared by the tests that serve the page."""
+    if not (ROOT / "assets" / "model" / "model_index.json").is_file():
+        pytest.fail("the embedded model is missing: assets/model/model_index.json does not exist")
+    return Studio.load("embedded", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def serve():
+    """`serve(studio, queue_size)` -> (demo, url): the page on 127.0.0.1 at a free port, closed after the module."""
+    import ui
+    from helpers.servers import launch
+
+    demos = []
+
+    def serve_(studio, queue_size: int = ui.DEFAULT_QUEUE_SIZE):
+        demo, url = launch(studio, queue_size)
+        demos.append(demo)
+        return demo, url
+
+    yield serve_
+    for demo in demos:
+        demo.close()

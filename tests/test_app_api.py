@@ -7,7 +7,6 @@ import json
 import logging
 import threading
 import urllib.request
-from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -17,38 +16,14 @@ from PIL import Image
 
 import ui
 from helpers.pixels import assert_within_one_level
-from helpers.servers import launch
+from helpers.studios import SpyStudio
 from helpers.waiting import wait_until
 from pipeline.metadata import read_settings, request_from_settings
-from pipeline.request import MAX_SEED, GenerationCancelled, GenerationRequest
-from pipeline.studio import Studio
+from pipeline.request import MAX_SEED, GenerationRequest
 from ui.engine import Engine
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a large red circle on the left, blue background"
 WAIT_S = 120  # upper bound of every wait below; none is a timing assertion
-
-
-@pytest.fixture(scope="module")
-def embedded() -> Studio:
-    if not (ROOT / "assets" / "model" / "model_index.json").is_file():
-        pytest.fail("the embedded model is missing: assets/model/model_index.json does not exist")
-    return Studio.load("embedded", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def serve():
-    """`serve(studio, queue_size)` -> (demo, url): the studio page on 127.0.0.1 at a free port."""
-    demos = []
-
-    def serve_(studio: Engine, queue_size: int = ui.DEFAULT_QUEUE_SIZE):
-        demo, url = launch(studio, queue_size)
-        demos.append(demo)
-        return demo, url
-
-    yield serve_
-    for demo in demos:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -137,33 +112,6 @@ def test_bad_values_get_the_validation_sentence_and_the_app_keeps_serving(app, c
     assert Image.open(images[0]["image"]).size == (96, 64)
 
 
-class SpyStudio:
-    """The real studio, recording each step it reports and how each run ended; shaped after
-    `ui.engine.Engine`, like the studio it wraps."""
-
-    def __init__(self, studio: Engine, hold: threading.Event | None = None):
-        self.studio, self.hold = studio, hold
-        self.steps, self.outcomes = [], []
-        self.limits, self.source, self.device, self.family = studio.limits, studio.source, studio.device, studio.family
-        self.max_batch = studio.max_batch
-
-    def generate(self, request, on_step=None):
-        if self.hold is not None and not self.hold.wait(WAIT_S):
-            raise RuntimeError("test never released the run")
-
-        def spy(step, total):
-            self.steps.append(step)
-            return on_step(step, total)
-
-        try:
-            result = self.studio.generate(request, on_step=spy)
-        except GenerationCancelled as cancelled:
-            self.outcomes.append(("cancelled", cancelled.step, cancelled.total))
-            raise
-        self.outcomes.append(("done", request.steps, request.steps))
-        return result
-
-
 class BrokenStudio(SpyStudio):
     """A studio with a bug: every run fails with an exception the page does not expect."""
 
@@ -217,7 +165,7 @@ def test_cancel_stops_the_running_generation_between_steps(embedded, serve):
 
 def test_a_full_queue_is_refused_with_a_clear_message(embedded, serve):
     hold = threading.Event()
-    _, url = serve(SpyStudio(embedded, hold), queue_size=1)
+    _, url = serve(SpyStudio(embedded, hold=hold), queue_size=1)
     # As many runs as the studio takes at once, then one waiting, then no room.
     running = [Client(url, verbose=False).submit(prompt=PROMPT, steps=1, api_name="/generate")
                for _ in range(embedded.max_batch)]

@@ -24,9 +24,8 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from helpers.servers import call_event, endpoint_call, fn_index, free_port, get_json, launch, run_predict, upload
+from helpers.servers import call_event, endpoint_call, fn_index, free_port, get_json, run_predict, upload
 from pipeline.metadata import read_settings, save_png
-from pipeline.studio import Studio
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a large red circle on the left, blue background"
@@ -34,12 +33,8 @@ GENERIC = "has not enabled verbose error reporting"
 
 
 @pytest.fixture(scope="module")
-def url():
-    if not (ROOT / "assets" / "model" / "model_index.json").is_file():
-        pytest.fail("the embedded model is missing: assets/model/model_index.json does not exist")
-    demo, url = launch(Studio.load("embedded", device="cpu"))
-    yield url
-    demo.close()
+def url(embedded, serve):
+    return serve(embedded)[1]
 
 
 @pytest.fixture(scope="module")

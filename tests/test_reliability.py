@@ -7,85 +7,25 @@ The embedded model serves in this process on 127.0.0.1 at a free port. Every wai
 (WAIT_S) and none is a timing assertion. `pytest -m reliability` runs this file alone."""
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status
 
-import ui
 from helpers.pixels import assert_within_one_level
-from helpers.servers import QueuedCall, endpoint_call, launch
+from helpers.servers import QueuedCall, endpoint_call
+from helpers.studios import SpyStudio
 from helpers.waiting import wait_until
 from pipeline.metadata import read_settings
-from pipeline.request import GenerationCancelled, GenerationRequest
-from pipeline.studio import Studio
+from pipeline.request import GenerationRequest
 
 pytestmark = pytest.mark.reliability
 
-ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 120
 PROMPTS = ("a large red circle on the left, blue background", "a small green square at the top, white background",
            "a big yellow triangle, right, black background", "a blue circle in the middle, grey background")
-
-
-@pytest.fixture(scope="module")
-def embedded() -> Studio:
-    if not (ROOT / "assets" / "model" / "model_index.json").is_file():
-        pytest.fail("the embedded model is missing: assets/model/model_index.json does not exist")
-    return Studio.load("embedded", device="cpu")
-
-
-@pytest.fixture
-def serve():
-    """`serve(studio, queue_size)` -> (demo, url); every server is closed after the test."""
-    demos = []
-
-    def serve_(studio, queue_size: int = ui.DEFAULT_QUEUE_SIZE):
-        demo, url = launch(studio, queue_size)
-        demos.append(demo)
-        return demo, url
-
-    yield serve_
-    for demo in demos:
-        demo.close()
-
-
-class GatedStudio:
-    """The real studio, recording the requests it is given, each step it runs and how each run
-    ended; the first run to reach step `pause_at` is held there (before the page hears of the step)
-    until `release` is set. Anything else is the wrapped studio's."""
-
-    def __init__(self, studio: Studio, *, max_batch: int | None = None, pause_at: int | None = None):
-        self.studio, self.pause_at = studio, pause_at
-        self.max_batch = max_batch or studio.max_batch
-        self.requests, self.steps, self.outcomes = [], [], []
-        self.paused, self.release = threading.Event(), threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self.studio, name)
-
-    def generate(self, request, on_step=None):
-        self.requests.append(request)
-
-        def spy(step, total):
-            self.steps.append(step)
-            if step == self.pause_at and not self.release.is_set():
-                self.paused.set()
-                if not self.release.wait(WAIT_S):
-                    raise RuntimeError("the test never released the run")
-            return on_step(step, total)
-
-        try:
-            result = self.studio.generate(request, on_step=spy)
-        except GenerationCancelled as cancelled:
-            self.outcomes.append(("cancelled", cancelled.step, cancelled.total))
-            raise
-        self.outcomes.append(("done", request.steps, request.steps))
-        return result
 
 
 def dropped_by_the_queue(demo) -> bool:
@@ -127,7 +67,7 @@ def test_sixteen_visitors_three_requests_each_none_lost_none_wrong(embedded, ser
 
 
 def test_a_full_queue_is_refused_with_its_sentence(embedded, serve):
-    studio = GatedStudio(embedded, max_batch=1, pause_at=1)
+    studio = SpyStudio(embedded, max_batch=1, pause_at=1)
     _, url = serve(studio, queue_size=2)
     index, data = endpoint_call(url, "generate", prompt=PROMPTS[0], steps=2)
     running = QueuedCall(url, index, data)
@@ -147,7 +87,7 @@ def test_a_full_queue_is_refused_with_its_sentence(embedded, serve):
 
 
 def test_a_request_cancelled_while_it_waits_never_runs(embedded, serve):
-    studio = GatedStudio(embedded, max_batch=1, pause_at=1)
+    studio = SpyStudio(embedded, max_batch=1, pause_at=1)
     _, url = serve(studio)
     client, other = Client(url, verbose=False), Client(url, verbose=False)
     running = client.submit(prompt=PROMPTS[0], steps=8, api_name="/generate")
@@ -174,7 +114,7 @@ def test_a_request_cancelled_while_it_waits_never_runs(embedded, serve):
 
 
 def test_a_run_cancelled_through_gradio_client_stops_at_its_step(embedded, serve):
-    studio = GatedStudio(embedded, pause_at=2)
+    studio = SpyStudio(embedded, pause_at=2)
     _, url = serve(studio)
     job = Client(url, verbose=False).submit(prompt=PROMPTS[0], steps=30, api_name="/generate")
     assert studio.paused.wait(WAIT_S), "the run never reached step 2"
@@ -190,7 +130,7 @@ def test_a_run_cancelled_through_gradio_client_stops_at_its_step(embedded, serve
 
 
 def test_a_run_whose_visitor_goes_away_stops_at_its_step(embedded, serve):
-    studio = GatedStudio(embedded, pause_at=2)
+    studio = SpyStudio(embedded, pause_at=2)
     demo, url = serve(studio)
     index, data = endpoint_call(url, "generate", prompt=PROMPTS[0], steps=30)
     call = QueuedCall(url, index, data)
