@@ -2,9 +2,10 @@
 
 The web app hands each visitor's request to `Studio.generate` from its own worker thread. Here
 each request becomes a ticket in a shared waiting line. Whichever caller finds the device free
-takes the oldest ticket and every waiting ticket compatible with it (same steps, guidance and
-size), up to `max_batch`, and serves them with one `generate_batch` call. A request that finds
-the device idle runs at once, alone, with no added wait; batches form only under load.
+takes the oldest ticket and every waiting ticket compatible with it (same steps, guidance,
+size and input picture: `batch_key`), up to `max_batch`, and serves them with one `generate_batch`
+call. A request that finds the device idle runs at once, alone, with no added wait; batches form
+only under load.
 
 Each caller keeps its own progress, cancellation and errors: the batch's step callback reports
 the step to every ticket in it, a ticket whose callback answers `CANCEL` is dropped from the
@@ -29,8 +30,14 @@ BatchRunner = Callable[[list[GenerationRequest], StepCallback | None], list[Gene
 
 
 def batch_key(request: GenerationRequest) -> tuple:
-    """Requests with equal keys (steps, guidance, size) can share one forward batch."""
-    return request.steps, request.guidance, request.width, request.height
+    """Requests with equal keys can share one forward batch: the same steps, guidance, size and mode,
+    and in the image modes the same input picture, strength, mask and feather (by their hashes)."""
+    key = (request.steps, request.guidance, request.width, request.height, request.mode)
+    if request.init_image is not None:
+        key += (request.init_image.sha256, request.strength)
+    if request.mask is not None:
+        key += (request.mask.sha256, request.mask_feather)
+    return key
 
 
 @dataclass(eq=False)

@@ -11,6 +11,7 @@ visitor uploads. Everything here is a pure function with explicit arguments and 
     fit_mask(mask, width, height)               the same crop + nearest neighbour, stays binary
     extend(image, width, height, anchor)        contain + a border to paint -> (canvas, mask)
     extend_by(image, left, top, right, bottom)  a border of given widths    -> (canvas, mask)
+    composite(generated, original, mask)        inpainting's kept pixels put back exactly
     describe(item)                              the record for the PNG metadata
 
 Every refusal is a ValueError sentence that names the argument (`what`) and the file by its base
@@ -221,6 +222,19 @@ def extend_by(image: Image.Image, left: int, top: int, right: int, bottom: int) 
         raise ValueError("extend_by: left, top, right and bottom are all 0; add at least 1 pixel on one side")
     _check_target((image.width + left + right, image.height + top + bottom), "the extended canvas")
     return _pad(image, left, top, right, bottom)
+
+
+def composite(generated: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
+    """Inpainting's last step: `generated` where the L mask is 255, `original` where it is 0, and a
+    mix in between (a feathered edge). The pixels outside the mask and its feather are the
+    original's, exactly, whatever the decoder made of them."""
+    _check_mode(generated, "RGB", "composite", "an RGB picture")
+    _check_mode(original, "RGB", "composite", "an RGB picture")
+    _check_mode(mask, "L", "composite", "a mask")
+    if not generated.size == original.size == mask.size:
+        raise ValueError(f"composite: the generated picture, the original and the mask must have one size, got "
+                         f"{generated.size}, {original.size} and {mask.size}")
+    return Image.composite(generated, original, mask)
 
 
 def describe(item: InputImage | Mask) -> dict[str, str | int]:

@@ -17,6 +17,7 @@ from typing import NotRequired, TypedDict
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from pipeline.conditioning import InputImage, Mask, describe
 from pipeline.marking import XMP_KEY, xmp_packet
 from pipeline.postprocess import PostprocessSettings, file_name, shown
 from pipeline.postprocess.images import reason
@@ -58,6 +59,14 @@ class ImageSettings(TypedDict):
     versions: dict[str, str]
     # What the host's content gate checked and how the picture is marked (`Studio`'s content options).
     content: NotRequired[dict]
+    # "text", "image" or "inpaint" (absent in records older than the image modes: "text").
+    mode: NotRequired[str]
+    # The image modes: the strength and `conditioning.describe` of the input picture (its SHA-256
+    # and size as read; the picture itself is not stored), and for inpainting of the mask too.
+    strength: NotRequired[float]
+    init_image: NotRequired[dict]
+    mask: NotRequired[dict]
+    mask_feather: NotRequired[int]
 
 
 @cache
@@ -92,7 +101,12 @@ def image_settings(request: GenerationRequest, index: int, *, model: str, revisi
         "device": device,
         "dtype": dtype,
         "versions": library_versions(),
+        "mode": request.mode,
     })
+    if request.init_image is not None:
+        record.update(strength=request.strength, init_image=describe(request.init_image))
+    if request.mask is not None:
+        record.update(mask=describe(request.mask), mask_feather=request.mask_feather)
     if content:
         record["content"] = content
     return record
@@ -105,7 +119,8 @@ def a1111_parameters(settings: ImageSettings) -> str:
     lines.append(
         f"Steps: {settings['steps']}, Sampler: {settings['scheduler']}, CFG scale: {settings['guidance']:g}, "
         f"Seed: {settings['seed']}, Size: {settings['width']}x{settings['height']}, "
-        f"Model: {settings['model']}, Model hash: {settings['model_revision']}")
+        f"Model: {settings['model']}, Model hash: {settings['model_revision']}"
+        + (f", Denoising strength: {settings['strength']:g}" if "strength" in settings else ""))
     return "\n".join(lines)
 
 
@@ -163,7 +178,10 @@ def _settings_text(path: str | Path, name: str) -> str | None:
 _REQUIRED_FIELDS = {"prompt": str, "negative_prompt": str, "seed": int, "steps": int, "guidance": (int, float),
                     "width": int, "height": int, "model": str}
 _OPTIONAL_FIELDS = {"batch": dict, "postprocess": dict, "model_revision": str, "pipeline": str, "scheduler": str,
-                    "device": str, "dtype": str, "versions": dict}
+                    "device": str, "dtype": str, "versions": dict, "mode": str, "strength": (int, float),
+                    "init_image": dict, "mask": dict, "mask_feather": int}
+_MODES = ("text", "image", "inpaint")
+_WHAT = {"init_image": "input picture", "mask": "mask"}
 _BATCH_FIELDS = ("seed", "index", "size")
 _TYPE_NAMES = {str: "text", int: "a whole number", (int, float): "a number", dict: "an object"}
 
@@ -189,14 +207,23 @@ def _is_a(value: object, kind: type | tuple) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)  # JSON true is no number
 
 
-def request_from_settings(settings: ImageSettings) -> tuple[GenerationRequest, int]:
+def request_from_settings(settings: ImageSettings, init_image: InputImage | None = None,
+                          mask: Mask | None = None) -> tuple[GenerationRequest, int]:
     """The request that reproduces the image the settings describe, and the image's index in it.
 
     An image from a batch is reproduced by running its whole batch again: batched matrix products
     may round differently from a single image's, and the promise is identical pixels. Settings of
     any other form are a ValueError naming the field.
+
+    A picture made from an input picture (and a mask) records only their hashes and sizes, so
+    they are given here: a ValueError sentence when one that the settings name is missing or
+    is another file than the one recorded.
     """
     _check_record(settings)
+    mode = settings.get("mode", "text")
+    if mode not in _MODES:
+        raise ValueError(f"stored mode must be one of {', '.join(_MODES)}, got {shown(mode)}")
+    inputs = _stored_inputs(settings, mode, init_image, mask)
     batch = settings.get("batch")
     if batch is None:
         batch = {"seed": settings["seed"], "index": 0, "size": 1}
@@ -205,8 +232,36 @@ def request_from_settings(settings: ImageSettings) -> tuple[GenerationRequest, i
         prompt=settings["prompt"], negative_prompt=settings["negative_prompt"], seed=batch["seed"],
         steps=settings["steps"], guidance=settings["guidance"], width=settings["width"],
         height=settings["height"], num_images=batch["size"],
-        postprocess=PostprocessSettings.from_dict({} if postprocess is None else postprocess))
+        postprocess=PostprocessSettings.from_dict({} if postprocess is None else postprocess), **inputs)
     index = batch["index"]
     if not 0 <= index < request.num_images:
         raise ValueError(f"stored batch.index {shown(index)} is outside the batch of {request.num_images}")
     return request, index
+
+
+def _stored_inputs(settings: dict, mode: str, init_image: InputImage | None, mask: Mask | None) -> dict:
+    """The request's image-mode fields for a record of `mode`, with the given pictures checked against it."""
+    given = {"init_image": init_image, "mask": mask}
+    needed = {"text": (), "image": ("init_image",), "inpaint": ("init_image", "mask")}[mode]
+    for name, item in given.items():
+        if item is not None and name not in needed:
+            raise ValueError(f"this picture was made without {'an input picture' if name == 'init_image' else 'a mask'}"
+                             f"; leave {name} out")
+    for name in needed:
+        record = settings.get(name)
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+            raise ValueError(f"stored {name} must be an object with the picture's sha256, got {shown(record)}")
+        size = f"{record.get('width')}x{record.get('height')}"
+        if given[name] is None:
+            raise ValueError(f"this picture was made from the {_WHAT[name]} {record['sha256'][:12]}... ({size}), which "
+                             f"its settings do not contain; give that {_WHAT[name]} as {name} to reproduce it")
+        if given[name].sha256 != record["sha256"]:
+            raise ValueError(f"{name} is not the {_WHAT[name]} this picture was made from: its SHA-256 begins "
+                             f"{given[name].sha256[:12]}, the settings name {record['sha256'][:12]}... ({size})")
+    fields = {name: given[name] for name in needed}
+    if "strength" in settings and mode != "text":
+        fields["strength"] = settings["strength"]
+    if "mask_feather" in settings and mode == "inpaint":
+        fields["mask_feather"] = settings["mask_feather"]
+    return fields
+

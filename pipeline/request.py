@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from pipeline.conditioning import MAX_FEATHER, InputImage, Mask
 from pipeline.postprocess import PostprocessSettings, shown
 
 # Returned by an `on_step(step, total)` callback to stop the run after the current step.
@@ -23,6 +24,7 @@ StepCallback = Callable[[int, int], object]
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
 MAX_IMAGES = 8
+DEFAULT_STRENGTH = 0.6
 # Line breaks and tabs are ordinary in pasted prompts; every other control character is not.
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
@@ -68,7 +70,16 @@ def _check_number(name: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One call to the studio. `None` means "the model's default"."""
+    """One call to the studio. `None` means "the model's default".
+
+    The mode follows from the inputs (`mode`): text-to-image without `init_image`; image-to-image
+    from `init_image` (fitted to width x height by `conditioning.fit`), of which `strength` (0..1)
+    is the share of the denoising schedule that runs, 0 giving the fitted input back and 1 a
+    picture from pure noise; inpainting when a `mask` (white = repaint, read with
+    `conditioning.read_mask` at the init image's size) goes with it, softened by `mask_feather`
+    pixels where the result is composited back onto the input. `strength` and `mask_feather` are
+    kept but unused in the modes they do not apply to.
+    """
 
     prompt: str
     negative_prompt: str = ""
@@ -79,6 +90,10 @@ class GenerationRequest:
     height: int | None = None
     num_images: int = 1
     postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
+    init_image: InputImage | None = None
+    strength: float = DEFAULT_STRENGTH
+    mask: Mask | None = None
+    mask_feather: int = 0  # pixels
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, allow_empty=False)
@@ -98,6 +113,35 @@ class GenerationRequest:
             object.__setattr__(self, "guidance", _check_number("guidance", self.guidance))
         if not isinstance(self.postprocess, PostprocessSettings):
             raise ValueError(f"postprocess must be a PostprocessSettings, got {type(self.postprocess).__name__}")
+        self._check_image_inputs()
+
+    def _check_image_inputs(self) -> None:
+        if self.init_image is not None and not isinstance(self.init_image, InputImage):
+            raise ValueError(f"init_image must be an InputImage (conditioning.read_input_image), "
+                             f"got {type(self.init_image).__name__}")
+        strength = _check_number("strength", self.strength)
+        if not 0 <= strength <= 1:
+            raise ValueError(f"strength must be from 0 to 1, got {shown(self.strength)} "
+                             f"(nearest: {min(max(strength, 0.0), 1.0):g})")
+        object.__setattr__(self, "strength", strength)
+        _check_int("mask_feather", self.mask_feather, 0, MAX_FEATHER)
+        if self.mask is None:
+            return
+        if not isinstance(self.mask, Mask):
+            raise ValueError(f"mask must be a Mask (conditioning.read_mask), got {type(self.mask).__name__}")
+        if self.init_image is None:
+            raise ValueError("mask needs an init_image: inpainting repaints part of a picture, so give the picture too")
+        if self.mask.image.size != self.init_image.size:
+            raise ValueError(f"mask is {self.mask.image.width}x{self.mask.image.height} but init_image is "
+                             f"{self.init_image.size[0]}x{self.init_image.size[1]}; read the mask with "
+                             "read_mask(source, init_image.size)")
+
+    @property
+    def mode(self) -> str:
+        """What the inputs make of the request: "text", "image" (image-to-image) or "inpaint"."""
+        if self.init_image is None:
+            return "text"
+        return "image" if self.mask is None else "inpaint"
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)

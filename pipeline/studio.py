@@ -11,8 +11,10 @@ between steps, a check for NaN / black output, post-processing, and per-stage ti
 Stages of `generate`, each timed in the result:
 1. validate  - fill defaults from the model, check every limit; nothing runs on bad input
 2. encode    - LLM prompt encoding, cached by (prompt, negative prompt, whether CFG runs)
-3. denoise   - the stock pipeline's denoising loop from per-image seeded noise
-4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black
+3. denoise   - the stock pipeline's denoising loop from per-image seeded noise; in the image modes
+               from the encoded input picture noised to the strength's sigma (`image_modes`)
+4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black;
+               inpainting then puts the kept pixels back exactly
 5. postprocess - the optional chain: denoise -> colour -> upsample
 
 `generate` may be called from many threads: requests that wait for the device together are served
@@ -31,8 +33,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import speed
+from pipeline import image_modes, speed
 from pipeline.batching import BatchingQueue, batch_key
+from pipeline.conditioning import composite
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
 from pipeline.marking import WATERMARK, WATERMARK_METHOD, WATERMARK_MIN_SIDE, add_watermark, check_watermark_available
 from pipeline.metadata import image_settings
@@ -141,6 +144,7 @@ class Studio:
         host's gate refuses.
         """
         request = self.resolve(request)
+        image_modes.check_supported(self.family, self.pipe, request)
         if self.safety is not None:
             # Not the negative prompt: naming what to avoid ("nsfw, gore") is what a careful visitor does.
             self.safety.check_prompt(request.prompt)
@@ -175,9 +179,10 @@ class Studio:
                        on_step: StepCallback | None = None) -> list[GenerationResult]:
         """Serve several requests at once, one result each, in order.
 
-        Requests with the same steps, guidance and size share one forward batch of the denoiser
-        and decoder; each image keeps its own seed, so it matches the request served alone up
-        to the rounding of batched matrix products. Every request is validated before any runs.
+        Requests with the same steps, guidance, size and input picture (`batching.batch_key`) share
+        one forward batch of the denoiser and decoder; each image keeps its own seed, so it matches
+        the request served alone up to the rounding of batched matrix products. Every request is
+        validated before any runs.
         A request that fails on its own (a value out of limits, a file that cannot be read, a
         post-processing stage) does not fail the others: they are served, then `BatchPartlyFailed`
         carries every request's result or error.
@@ -208,7 +213,28 @@ class Studio:
 
     def _run_group(self, requests: list[GenerationRequest], inputs: list[StageInputs],
                    on_step: StepCallback | None) -> list[GenerationResult | Exception]:
-        first = requests[0]  # all share steps, guidance and size
+        first = requests[0]  # all share steps, guidance, size and input picture
+        seeds = [request.seed + index for request in requests for index in range(request.num_images)]
+        fitted = None if first.mode == "text" else image_modes.fitted_inputs(first)
+        if fitted is not None and image_modes.denoising_steps(first.steps, first.strength) == 0:
+            # Strength 0: the input as it is, with nothing run on it.
+            originals = [fitted.image.copy() for _ in seeds]
+            timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
+        else:
+            originals, timings = self._generate_images(requests, seeds, fitted, on_step)
+
+        results, offset = [], 0
+        for request, request_inputs in zip(requests, inputs):
+            own = originals[offset:offset + request.num_images]
+            offset += request.num_images
+            results.append(self._finish(request, request_inputs, own, dict(timings)))
+        return results
+
+    def _generate_images(self, requests: list[GenerationRequest], seeds: list[int],
+                         fitted: image_modes.FittedInputs | None,
+                         on_step: StepCallback | None) -> tuple[list[Image.Image], dict[str, float]]:
+        """Stages 2 to 4 for requests that share one forward batch: one picture per seed, and the timings."""
+        first = requests[0]
         started = time.perf_counter()
         cfg = self.family.cfg_active(first.guidance, self.pipe)
         embeddings = concat_embeddings([
@@ -216,18 +242,13 @@ class Studio:
             for request in requests], self.family.masks)
         encode_s = time.perf_counter() - started
 
-        seeds = [request.seed + index for request in requests for index in range(request.num_images)]
-        pixels, denoise_s, decode_s = self._denoise_and_decode(first, embeddings, seeds, on_step)
-        self._check_output(pixels)
+        pixels, denoise_s, decode_s = self._denoise_and_decode(first, embeddings, seeds, fitted, on_step)
+        # A dark input may rightly give a dark picture; only text-to-image's black output is a failure.
+        self._check_output(pixels, check_black=fitted is None or np.asarray(fitted.image).max() >= BLACK_LEVEL * 255)
         originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
-
-        results, offset = [], 0
-        for request, request_inputs in zip(requests, inputs):
-            own = originals[offset:offset + request.num_images]
-            offset += request.num_images
-            timings = {"encode": encode_s, "denoise": denoise_s, "decode": decode_s}
-            results.append(self._finish(request, request_inputs, own, timings))
-        return results
+        if fitted is not None and fitted.mask is not None:
+            originals = [composite(image, fitted.image, fitted.mask) for image in originals]
+        return originals, {"encode": encode_s, "denoise": denoise_s, "decode": decode_s}
 
     def _finish(self, request: GenerationRequest, inputs: StageInputs, originals: list[Image.Image],
                 timings: dict[str, float]) -> GenerationResult | Exception:
@@ -262,44 +283,53 @@ class Studio:
 
     @torch.no_grad()
     def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],
+                            fitted: image_modes.FittedInputs | None,
                             on_step: StepCallback | None) -> tuple[np.ndarray, float, float]:
         """Stages 3 and 4 through the stock pipeline call; returns (N, H, W, 3) floats in 0..1."""
         # One CPU generator per image: an image depends only on its own seed, on any device.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        self._set_tiling(request)
+        started = time.perf_counter()
+        start = None if fitted is None else image_modes.prepare(self.pipe, self.family, request, fitted, generators,
+                                                                self.dtype)
+        total = request.steps if start is None else start.steps
         last_step_at = [0.0]
 
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
-            if on_step is not None and on_step(step + 1, request.steps) == CANCEL:
+            if on_step is not None and on_step(step + 1, total) == CANCEL:
                 raise _Stop(step + 1)
             last_step_at[0] = time.perf_counter()
-            return {}
+            return {} if start is None or start.blend is None else {"latents": start.blend(step, tensors["latents"])}
 
+        steps = {"num_inference_steps": request.steps} if start is None else start.call_kwargs()
+        try:
+            output = self.pipe(
+                **embeddings, **self.family.call_kwargs(request.steps, request.guidance), **steps,
+                width=request.width, height=request.height, generator=generators, callback_on_step_end=step_end,
+                output_type="np")
+        except _Stop as stop:
+            raise GenerationCancelled(stop.step, total) from None
+        finished = time.perf_counter()
+        # The decoder runs after the last step's callback.
+        decode_started = last_step_at[0] or started
+        return np.asarray(output.images), decode_started - started, finished - decode_started
+
+    def _set_tiling(self, request: GenerationRequest) -> None:
         vae = self.pipe.vae
         if hasattr(vae, "enable_tiling"):
             if self.speed.tile(request.width, request.height):
                 vae.enable_tiling()
             else:
                 vae.disable_tiling()
-        started = time.perf_counter()
-        try:
-            output = self.pipe(
-                **embeddings,
-                **self.family.call_kwargs(request.steps, request.guidance),
-                num_inference_steps=request.steps, width=request.width, height=request.height,
-                generator=generators, callback_on_step_end=step_end, output_type="np")
-        except _Stop as stop:
-            raise GenerationCancelled(stop.step, request.steps) from None
-        finished = time.perf_counter()
-        # The decoder runs after the last step's callback.
-        decode_started = last_step_at[0] or started
-        return np.asarray(output.images), decode_started - started, finished - decode_started
 
     @staticmethod
-    def _check_output(pixels: np.ndarray) -> None:
+    def _check_output(pixels: np.ndarray, check_black: bool = True) -> None:
         if np.isnan(pixels).any():
             raise GenerationFailed(
                 "the decoder produced NaN values (numerical overflow in the model), so there is no image; "
                 "try another seed, fewer steps, or fp32")
+        if not check_black:
+            return
         for index, image in enumerate(pixels):
             if image.max() < BLACK_LEVEL:
                 raise GenerationFailed(

@@ -104,7 +104,9 @@ def test_every_value_an_event_takes_is_checked_under_its_name():
 
 
 def test_every_control_is_a_request_field_a_postprocess_setting_or_the_seed_choice():
-    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess"}
+    # The image modes are served by the engine only; the page does not offer them.
+    image_fields = {"init_image", "strength", "mask", "mask_feather"}
+    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess"} - image_fields
     panel = {control.name for control in in_section(POSTPROCESS)}
     assert panel == set(PostprocessSettings.__dataclass_fields__) | {"denoise_strength"}
     assert set(CONTROL_NAMES) == request_fields | panel | {"random_seed"}
