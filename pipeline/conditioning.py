@@ -11,6 +11,7 @@ visitor uploads. Everything here is a pure function with explicit arguments and 
     fit_mask(mask, width, height)               the same crop + nearest neighbour, stays binary
     extend(image, width, height, anchor)        contain + a border to paint -> (canvas, mask)
     extend_by(image, left, top, right, bottom)  a border of given widths    -> (canvas, mask)
+    Extend                                      a request's outpainting settings: to a size or by sides
     composite(generated, original, mask)        inpainting's kept pixels put back exactly
     describe(item)                              the record for the PNG metadata
 
@@ -222,6 +223,71 @@ def extend_by(image: Image.Image, left: int, top: int, right: int, bottom: int) 
         raise ValueError("extend_by: left, top, right and bottom are all 0; add at least 1 pixel on one side")
     _check_target((image.width + left + right, image.height + top + bottom), "the extended canvas")
     return _pad(image, left, top, right, bottom)
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Outpainting settings: a canvas of `width` x `height` with the picture placed at `anchor`
+    (`extend`), or, with `width` and `height` left out, the picture with `left`, `top`, `right`
+    and `bottom` pixels added around it (`extend_by`). Build them with `Extend.to` or `Extend.by`."""
+
+    width: int | None = None
+    height: int | None = None
+    anchor: str = "center"
+    left: int = 0
+    top: int = 0
+    right: int = 0
+    bottom: int = 0
+
+    def __post_init__(self) -> None:
+        sides = (self.left, self.top, self.right, self.bottom)
+        if (self.width is None) != (self.height is None):
+            raise ValueError("extend: give both width and height of the canvas, or neither (then the sides)")
+        if self.width is not None:
+            _check_target((self.width, self.height), "extend")
+            if any(side != 0 for side in sides):
+                raise ValueError("extend: give either the canvas size or the pixels per side, not both")
+        else:
+            for name, value in zip(("left", "top", "right", "bottom"), sides):
+                _check_whole(name, value, 0, MAX_EXTEND)
+            if not any(sides):
+                raise ValueError("extend: give the canvas width and height, or at least 1 pixel on one side")
+        if self.anchor not in ANCHORS:
+            raise ValueError(f"extend: anchor must be one of {', '.join(ANCHORS)}, got {shown(self.anchor)}")
+
+    @classmethod
+    def to(cls, width: int, height: int, anchor: str = "center") -> Extend:
+        return cls(width=width, height=height, anchor=anchor)
+
+    @classmethod
+    def by(cls, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> Extend:
+        return cls(left=left, top=top, right=right, bottom=bottom)
+
+    def size(self, picture: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of the canvas for a picture of size `picture`."""
+        if self.width is not None:
+            return self.width, self.height
+        return picture[0] + self.left + self.right, picture[1] + self.top + self.bottom
+
+    def canvas(self, image: Image.Image) -> tuple[Image.Image, Image.Image]:
+        """(canvas, mask) for the RGB picture, by `extend` or `extend_by`."""
+        if self.width is not None:
+            return extend(image, self.width, self.height, self.anchor)
+        return extend_by(image, self.left, self.top, self.right, self.bottom)
+
+    def to_dict(self) -> dict[str, int | str]:
+        """The record for the PNG metadata: the canvas size and anchor, or the four sides."""
+        if self.width is not None:
+            return {"width": self.width, "height": self.height, "anchor": self.anchor}
+        return {"left": self.left, "top": self.top, "right": self.right, "bottom": self.bottom}
+
+    @classmethod
+    def from_dict(cls, record: object) -> Extend:
+        if not isinstance(record, dict) or not set(record) <= {"width", "height", "anchor", "left", "top", "right",
+                                                               "bottom"}:
+            raise ValueError(f"stored extend must be an object of width, height and anchor, or left, top, right "
+                             f"and bottom, got {shown(record)}")
+        return cls(**record)
 
 
 def composite(generated: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:

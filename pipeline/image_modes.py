@@ -1,4 +1,5 @@
-"""Image-to-image and inpainting through a family's stock text-to-image call.
+"""Image-to-image, inpainting and extend (outpainting): through a family's stock text-to-image
+call, or through its own diffusers image pipeline built with `from_pipe`.
 
 Sana, Z-Image and Lumina 2 denoise by flow matching, where the latents at noise level sigma are
 x_t = (1 - sigma) * x0 + sigma * noise. So a picture is a valid start at any sigma of the
@@ -15,10 +16,20 @@ and `ZImageInpaintPipeline`, which a test compares pixel for pixel:
   rule: any strength above 0 runs at least one step); 0 runs none and gives the input back;
 - inpainting: after every step the latents outside the mask are replaced by the input noised to
   the next sigma, so that the repainted region grows out of the kept one (`latents = mask *
-  latents + (1 - mask) * noised_input`); the studio then composites the kept pixels back exactly.
+  latents + (1 - mask) * noised_input`); the studio then composites the kept pixels back exactly;
+- extend is inpainting of the canvas that `conditioning.Extend` makes: the picture on a larger
+  canvas whose border repeats its edge pixels, the border as the mask.
 
 FLUX.2 klein and Qwen-Image pack their latents into patch tokens with their own normalisation
-and Sana-Sprint samples on a TrigFlow schedule; they are refused for now (`check_supported`).
+and Sana-Sprint samples on a TrigFlow schedule, so their modes are diffusers' own pipelines
+(`FROM_PIPE`), built once per studio with `from_pipe` from the loaded text-to-image pipeline
+(every module shared, no weight loaded twice) and called with the same cached prompt embeddings,
+seeded CPU generators and step callback; inpainting's kept pixels are composited back as above.
+Those pipelines encode the input by sampling the encoder's posterior with the seed's generator,
+so strength 1 is not the text-to-image picture there. Z-Image has `ZImageImg2ImgPipeline` and
+`ZImageInpaintPipeline` too, but the studio drives it through the stock call: a test shows the
+two give the same pixels, and the stock call keeps strength 1 equal to text-to-image.
+A mode that no path serves for the loaded family is refused with a sentence (`check_supported`).
 """
 from __future__ import annotations
 
@@ -30,6 +41,7 @@ import torch
 from PIL import Image
 
 from pipeline import conditioning
+from pipeline.families import FAMILIES
 from pipeline.request import GenerationRequest
 
 
@@ -81,16 +93,41 @@ CONVENTIONS: dict[str, LatentConvention] = {
                                         mu=lambda shape, config: _shift_mu(shape[1], config)),
 }
 _SCHEDULER = "FlowMatchEulerDiscreteScheduler"
+_MODE_NAMES = {"image": "image-to-image", "inpaint": "inpainting", "extend": "extend (outpainting)"}
+
+
+# Families whose image modes are diffusers' own pipelines: mode -> the class built with `from_pipe`.
+# Extend is inpainting of the extended canvas.
+FROM_PIPE: dict[str, dict[str, str]] = {
+    "SanaSprintPipeline": {"image": "SanaSprintImg2ImgPipeline"},
+    "QwenImagePipeline": {"image": "QwenImageImg2ImgPipeline", "inpaint": "QwenImageInpaintPipeline",
+                          "extend": "QwenImageInpaintPipeline"},
+    "Flux2KleinPipeline": {"inpaint": "Flux2KleinInpaintPipeline", "extend": "Flux2KleinInpaintPipeline"},
+}
+
+
+def supported_modes(pipeline_class: str) -> tuple[str, ...]:
+    """The modes a family serves, "text" first."""
+    if pipeline_class in CONVENTIONS:
+        return "text", "image", "inpaint", "extend"
+    return "text", *FROM_PIPE.get(pipeline_class, {})
+
+
+def from_pipe_class(pipeline_class: str, mode: str) -> str | None:
+    """The diffusers pipeline class that serves `mode` for this family, or None for the stock call."""
+    return FROM_PIPE.get(pipeline_class, {}).get(mode)
 
 
 def check_supported(family, pipe, request: GenerationRequest) -> None:
     """ValueError, in a sentence naming the families that can, unless this model can serve the request's mode."""
-    if request.mode == "text":
+    if request.mode == "text" or from_pipe_class(family.pipeline_class, request.mode) is not None:
         return
-    what = "image-to-image" if request.mode == "image" else "inpainting"
+    what = _MODE_NAMES[request.mode]
     if family.pipeline_class not in CONVENTIONS:
-        raise ValueError(f"{what} is not available for {family.name} models yet; it works with Sana "
-                         "(and the embedded model), Z-Image and Lumina 2 models")
+        able = [other.name + (" (and the embedded model)" if other.pipeline_class == "SanaPipeline" else "")
+                for other in FAMILIES.values() if request.mode in supported_modes(other.pipeline_class)]
+        raise ValueError(f"{what} is not available for {family.name} models; it works with "
+                         f"{', '.join(able[:-1])} and {able[-1]} models")
     if type(pipe.scheduler).__name__ != _SCHEDULER:
         raise ValueError(f"{what} needs the flow-matching scheduler {_SCHEDULER}; this model uses "
                          f"{type(pipe.scheduler).__name__}")
@@ -110,7 +147,11 @@ class FittedInputs:
 
 
 def fitted_inputs(request: GenerationRequest) -> FittedInputs:
-    """The init image cover-cropped to the request's size, and its mask fitted the same way and feathered."""
+    """The init image cover-cropped to the request's size, and its mask fitted the same way and feathered;
+    when extending, the canvas (of the request's size, as validated) and its border as the mask, feathered."""
+    if request.extend is not None:
+        canvas, border = request.extend.canvas(request.init_image.image)
+        return FittedInputs(canvas, conditioning.feather(border, request.mask_feather))
     image = conditioning.fit(request.init_image.image, request.width, request.height)
     if request.mask is None:
         return FittedInputs(image, None)
@@ -192,3 +233,12 @@ def _blender(mask: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, sigmas: 
         return (1 - mask) * kept + mask * latents
 
     return blend
+
+
+def from_pipe_kwargs(request: GenerationRequest, fitted: FittedInputs, count: int) -> dict[str, Any]:
+    """The input arguments of diffusers' image-mode pipeline call for `count` images: the fitted
+    picture (or extended canvas), the strength, and the feathered mask for inpainting and extend.
+    The picture is given once per image: pipelines that sample the encoder's posterior then do it
+    with each image's own generator, so that an image depends on its own seed only, as alone."""
+    kwargs = {"image": [fitted.image] * count, "strength": request.strength}
+    return kwargs if fitted.mask is None else {**kwargs, "mask_image": fitted.mask}

@@ -17,7 +17,7 @@ from typing import NotRequired, TypedDict
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from pipeline.conditioning import InputImage, Mask, describe
+from pipeline.conditioning import Extend, InputImage, Mask, describe
 from pipeline.marking import XMP_KEY, xmp_packet
 from pipeline.postprocess import PostprocessSettings, file_name, shown
 from pipeline.postprocess.images import reason
@@ -59,7 +59,7 @@ class ImageSettings(TypedDict):
     versions: dict[str, str]
     # What the host's content gate checked and how the picture is marked (`Studio`'s content options).
     content: NotRequired[dict]
-    # "text", "image" or "inpaint" (absent in records older than the image modes: "text").
+    # "text", "image", "inpaint" or "extend" (absent in records older than the image modes: "text").
     mode: NotRequired[str]
     # The image modes: the strength and `conditioning.describe` of the input picture (its SHA-256
     # and size as read; the picture itself is not stored), and for inpainting of the mask too.
@@ -67,6 +67,8 @@ class ImageSettings(TypedDict):
     init_image: NotRequired[dict]
     mask: NotRequired[dict]
     mask_feather: NotRequired[int]
+    # Extend: `conditioning.Extend.to_dict` (the canvas size and anchor, or the pixels per side).
+    extend: NotRequired[dict]
 
 
 @cache
@@ -107,6 +109,8 @@ def image_settings(request: GenerationRequest, index: int, *, model: str, revisi
         record.update(strength=request.strength, init_image=describe(request.init_image))
     if request.mask is not None:
         record.update(mask=describe(request.mask), mask_feather=request.mask_feather)
+    if request.extend is not None:
+        record.update(extend=request.extend.to_dict(), mask_feather=request.mask_feather)
     if content:
         record["content"] = content
     return record
@@ -167,7 +171,7 @@ def _settings_text(path: str | Path, name: str) -> str | None:
     except FileNotFoundError:
         raise ValueError(f"cannot read image {name!r}: file not found") from None
     except UnidentifiedImageError:
-        raise ValueError(f"cannot read image {name!r}: not a picture format this server reads") from None
+        raise ValueError(f"cannot read image {name!r}: not a picture format the studio reads") from None
     except Exception as error:  # noqa: BLE001 - PIL's PNG reader raises many types for a malformed file
         raise ValueError(f"cannot read image {name!r}: {reason(error, path)}") from None
     return text if isinstance(text, str) else None
@@ -179,8 +183,8 @@ _REQUIRED_FIELDS = {"prompt": str, "negative_prompt": str, "seed": int, "steps":
                     "width": int, "height": int, "model": str}
 _OPTIONAL_FIELDS = {"batch": dict, "postprocess": dict, "model_revision": str, "pipeline": str, "scheduler": str,
                     "device": str, "dtype": str, "versions": dict, "mode": str, "strength": (int, float),
-                    "init_image": dict, "mask": dict, "mask_feather": int}
-_MODES = ("text", "image", "inpaint")
+                    "init_image": dict, "mask": dict, "mask_feather": int, "extend": dict}
+_MODES = ("text", "image", "inpaint", "extend")
 _WHAT = {"init_image": "input picture", "mask": "mask"}
 _BATCH_FIELDS = ("seed", "index", "size")
 _TYPE_NAMES = {str: "text", int: "a whole number", (int, float): "a number", dict: "an object"}
@@ -242,7 +246,7 @@ def request_from_settings(settings: ImageSettings, init_image: InputImage | None
 def _stored_inputs(settings: dict, mode: str, init_image: InputImage | None, mask: Mask | None) -> dict:
     """The request's image-mode fields for a record of `mode`, with the given pictures checked against it."""
     given = {"init_image": init_image, "mask": mask}
-    needed = {"text": (), "image": ("init_image",), "inpaint": ("init_image", "mask")}[mode]
+    needed = {"text": (), "image": ("init_image",), "inpaint": ("init_image", "mask"), "extend": ("init_image",)}[mode]
     for name, item in given.items():
         if item is not None and name not in needed:
             raise ValueError(f"this picture was made without {'an input picture' if name == 'init_image' else 'a mask'}"
@@ -261,7 +265,9 @@ def _stored_inputs(settings: dict, mode: str, init_image: InputImage | None, mas
     fields = {name: given[name] for name in needed}
     if "strength" in settings and mode != "text":
         fields["strength"] = settings["strength"]
-    if "mask_feather" in settings and mode == "inpaint":
+    if "mask_feather" in settings and mode in ("inpaint", "extend"):
         fields["mask_feather"] = settings["mask_feather"]
+    if mode == "extend":
+        fields["extend"] = Extend.from_dict(settings.get("extend"))
     return fields
 

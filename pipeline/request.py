@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipeline.conditioning import MAX_FEATHER, InputImage, Mask
+from pipeline.conditioning import MAX_FEATHER, Extend, InputImage, Mask
 from pipeline.postprocess import PostprocessSettings, shown
 
 # Returned by an `on_step(step, total)` callback to stop the run after the current step.
@@ -77,7 +77,11 @@ class GenerationRequest:
     is the share of the denoising schedule that runs, 0 giving the fitted input back and 1 a
     picture from pure noise; inpainting when a `mask` (white = repaint, read with
     `conditioning.read_mask` at the init image's size) goes with it, softened by `mask_feather`
-    pixels where the result is composited back onto the input. `strength` and `mask_feather` are
+    pixels where the result is composited back onto the input. Extend (outpainting) when `extend`
+    goes with it: the picture is put on a larger canvas (`Extend.canvas`) and its new border is
+    inpainted, the picture's own pixels kept exactly (with a `mask_feather`, those farther than
+    it from the picture's edge); the canvas is the output's size, so width and height follow from
+    `extend` (left out, or equal to it). `strength` and `mask_feather` are
     kept but unused in the modes they do not apply to.
     """
 
@@ -94,6 +98,7 @@ class GenerationRequest:
     strength: float = DEFAULT_STRENGTH
     mask: Mask | None = None
     mask_feather: int = 0  # pixels
+    extend: Extend | None = None
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, allow_empty=False)
@@ -125,6 +130,7 @@ class GenerationRequest:
                              f"(nearest: {min(max(strength, 0.0), 1.0):g})")
         object.__setattr__(self, "strength", strength)
         _check_int("mask_feather", self.mask_feather, 0, MAX_FEATHER)
+        self._check_extend()
         if self.mask is None:
             return
         if not isinstance(self.mask, Mask):
@@ -136,11 +142,35 @@ class GenerationRequest:
                              f"{self.init_image.size[0]}x{self.init_image.size[1]}; read the mask with "
                              "read_mask(source, init_image.size)")
 
+    def _check_extend(self) -> None:
+        if self.extend is None:
+            return
+        if not isinstance(self.extend, Extend):
+            raise ValueError(f"extend must be an Extend (conditioning.Extend.to or .by), "
+                             f"got {type(self.extend).__name__}")
+        if self.init_image is None:
+            raise ValueError("extend needs an init_image: outpainting puts a picture on a larger canvas, so give the "
+                             "picture too")
+        if self.mask is not None:
+            raise ValueError("extend makes its own mask (the new border); give either a mask or extend, not both")
+        width, height = self.extend_size
+        for name, value, target in (("width", self.width, width), ("height", self.height, height)):
+            if value is not None and value != target:
+                raise ValueError(f"{name} is {value} but extend makes a {width}x{height} canvas; leave {name} out "
+                                 f"or set it to {target}")
+
+    @property
+    def extend_size(self) -> tuple[int, int] | None:
+        """(width, height) of the extended canvas, or None outside the extend mode."""
+        return None if self.extend is None else self.extend.size(self.init_image.size)
+
     @property
     def mode(self) -> str:
-        """What the inputs make of the request: "text", "image" (image-to-image) or "inpaint"."""
+        """What the inputs make of the request: "text", "image" (image-to-image), "inpaint" or "extend"."""
         if self.init_image is None:
             return "text"
+        if self.extend is not None:
+            return "extend"
         return "image" if self.mask is None else "inpaint"
 
     def replace(self, **changes: Any) -> GenerationRequest:
@@ -177,12 +207,14 @@ class ModelLimits:
     uses_negative_prompt: bool
 
     def resolve(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with every `None` replaced by this model's default, then checked."""
+        """The request with every `None` replaced by this model's default (the canvas size when it
+        extends a picture), then checked."""
+        default_width, default_height = request.extend_size or (self.default_width, self.default_height)
         resolved = request.replace(
             steps=self.steps.default if request.steps is None else request.steps,
             guidance=self.guidance.default if request.guidance is None else request.guidance,
-            width=self.default_width if request.width is None else request.width,
-            height=self.default_height if request.height is None else request.height,
+            width=default_width if request.width is None else request.width,
+            height=default_height if request.height is None else request.height,
         )
         self.check(resolved)
         return resolved
@@ -199,6 +231,10 @@ class ModelLimits:
             raise ValueError(f"guidance does not apply to this model; leave it at {self.guidance.default:g}")
         if request.negative_prompt.strip() and not self.uses_negative_prompt:
             raise ValueError("negative_prompt does not apply to this model; leave it empty")
+        if request.extend is not None and (request.width % self.size_multiple or request.height % self.size_multiple):
+            raise ValueError(f"extend makes a {request.width}x{request.height} canvas, but width and height must be "
+                             f"multiples of {self.size_multiple} for this model (nearest: "
+                             f"{self.nearest_size(request.width)}x{self.nearest_size(request.height)})")
         for name in ("width", "height"):
             value = getattr(request, name)
             if value % self.size_multiple:

@@ -12,9 +12,10 @@ Stages of `generate`, each timed in the result:
 1. validate  - fill defaults from the model, check every limit; nothing runs on bad input
 2. encode    - LLM prompt encoding, cached by (prompt, negative prompt, whether CFG runs)
 3. denoise   - the stock pipeline's denoising loop from per-image seeded noise; in the image modes
-               from the encoded input picture noised to the strength's sigma (`image_modes`)
+               from the encoded input picture noised to the strength's sigma (`image_modes`), or
+               through the family's own diffusers image pipeline, built once with `from_pipe`
 4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black;
-               inpainting then puts the kept pixels back exactly
+               inpainting and extend then put the kept pixels back exactly
 5. postprocess - the optional chain: denoise -> colour -> upsample
 
 `generate` may be called from many threads: requests that wait for the device together are served
@@ -86,6 +87,8 @@ class Studio:
         self.watermark = watermark
         self._cache: OrderedDict[tuple, Embeddings] = OrderedDict()
         self._cache_size = cache_size
+        # Image-mode pipelines built with `from_pipe`, by class name: they share `pipe`'s modules.
+        self._mode_pipes: dict[str, DiffusionPipeline] = {}
         # diffusers pipelines keep per-call state (scheduler timesteps, guidance scale) on the
         # object, so one call at a time.
         self._lock = threading.Lock()
@@ -285,26 +288,24 @@ class Studio:
     def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],
                             fitted: image_modes.FittedInputs | None,
                             on_step: StepCallback | None) -> tuple[np.ndarray, float, float]:
-        """Stages 3 and 4 through the stock pipeline call; returns (N, H, W, 3) floats in 0..1."""
+        """Stages 3 and 4 through the stock pipeline call, or the family's own image-mode pipeline;
+        returns (N, H, W, 3) floats in 0..1."""
         # One CPU generator per image: an image depends only on its own seed, on any device.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         self._set_tiling(request)
         started = time.perf_counter()
-        start = None if fitted is None else image_modes.prepare(self.pipe, self.family, request, fitted, generators,
-                                                                self.dtype)
-        total = request.steps if start is None else start.steps
+        pipe, arguments, total, blend = self._call_arguments(request, fitted, generators)
         last_step_at = [0.0]
 
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
             if on_step is not None and on_step(step + 1, total) == CANCEL:
                 raise _Stop(step + 1)
             last_step_at[0] = time.perf_counter()
-            return {} if start is None or start.blend is None else {"latents": start.blend(step, tensors["latents"])}
+            return {} if blend is None else {"latents": blend(step, tensors["latents"])}
 
-        steps = {"num_inference_steps": request.steps} if start is None else start.call_kwargs()
         try:
-            output = self.pipe(
-                **embeddings, **self.family.call_kwargs(request.steps, request.guidance), **steps,
+            output = pipe(
+                **embeddings, **self.family.call_kwargs(request.steps, request.guidance), **arguments,
                 width=request.width, height=request.height, generator=generators, callback_on_step_end=step_end,
                 output_type="np")
         except _Stop as stop:
@@ -313,6 +314,39 @@ class Studio:
         # The decoder runs after the last step's callback.
         decode_started = last_step_at[0] or started
         return np.asarray(output.images), decode_started - started, finished - decode_started
+
+    def _call_arguments(self, request: GenerationRequest, fitted: image_modes.FittedInputs | None,
+                        generators: list[torch.Generator]) -> tuple[DiffusionPipeline, dict, int, Callable | None]:
+        """(the pipeline to call, its step and input arguments, the steps that run, the per-step latent
+        blend or None) for the request's mode."""
+        if fitted is None:
+            return self.pipe, {"num_inference_steps": request.steps}, request.steps, None
+        mode_pipe = self.mode_pipeline(request.mode)
+        if mode_pipe is not None:
+            inputs = image_modes.from_pipe_kwargs(request, fitted, len(generators))
+            arguments = {"num_inference_steps": request.steps, **inputs}
+            return mode_pipe, arguments, image_modes.denoising_steps(request.steps, request.strength), None
+        start = image_modes.prepare(self.pipe, self.family, request, fitted, generators, self.dtype)
+        return self.pipe, start.call_kwargs(), start.steps, start.blend
+
+    def mode_pipeline(self, mode: str) -> DiffusionPipeline | None:
+        """The family's diffusers pipeline for an image mode, built once with `from_pipe` so that it
+        shares every module of the text-to-image pipeline; None where the stock call serves the mode."""
+        name = image_modes.from_pipe_class(self.family.pipeline_class, mode)
+        if name is None:
+            return None
+        if name not in self._mode_pipes:
+            import diffusers
+
+            mode_pipe = getattr(diffusers, name).from_pipe(self.pipe)
+            mode_pipe.set_progress_bar_config(disable=True)
+            self._mode_pipes[name] = mode_pipe
+        return self._mode_pipes[name]
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes the loaded model serves: "text", "image", "inpaint", "extend" (`GenerationRequest.mode`)."""
+        return image_modes.supported_modes(self.family.pipeline_class)
 
     def _set_tiling(self, request: GenerationRequest) -> None:
         vae = self.pipe.vae
@@ -349,7 +383,8 @@ def _compatible_groups(requests: list[GenerationRequest]) -> list[list[int]]:
     """Indices of requests that can share one forward batch, in first-seen order."""
     groups: dict[tuple, list[int]] = {}
     for index, request in enumerate(requests):
-        groups.setdefault(batch_key(request), []).append(index)
+        # Extend settings that give one canvas size may still place the picture differently.
+        groups.setdefault((*batch_key(request), request.extend), []).append(index)
     return list(groups.values())
 
 

@@ -143,7 +143,7 @@ def test_a_text_file_is_refused(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("a shopping list, not a picture")
     message = refused(path, "mask")
-    assert message == "mask: cannot read 'notes.png' as an image: not a picture format this server reads"
+    assert message == "mask: cannot read 'notes.png' as an image: not a picture format the studio reads"
     assert str(tmp_path) not in message
 
 

@@ -1,4 +1,4 @@
-"""Image-to-image and inpainting: the request, the conventions against diffusers' own pipelines,
+"""Image-to-image, inpainting and extend: the request, the conventions against diffusers' own pipelines,
 every family that has the modes, and the settings that record them."""
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from PIL import Image
 
 from pipeline import conditioning
 from pipeline.batching import batch_key
-from pipeline.conditioning import InputImage, Mask, read_input_image, read_mask
+from pipeline.conditioning import Extend, InputImage, Mask, read_input_image, read_mask
 from pipeline.metadata import image_settings, read_settings, request_from_settings, save_png
 from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest
 from pipeline.studio import Studio
 
 MODE_FAMILIES = ["sana", "z-image", "lumina2"]
-REFUSED = {"sana-sprint": "Sana-Sprint", "flux2-klein": "FLUX.2 klein", "qwen-image": "Qwen-Image"}
 SIZE = 32
 
 
@@ -216,17 +215,6 @@ def test_a_dark_input_may_give_a_dark_picture(sana):
     assert sana.generate(request(init_image=dark, strength=0.0)).images[0].getextrema() == ((0, 0),) * 3
 
 
-@pytest.mark.parametrize("family", list(REFUSED))
-def test_families_without_the_modes_refuse_them_with_a_sentence(family, tiny_studio):
-    studio = tiny_studio(family)
-    image = picture()
-    for mode, changes in (("image-to-image", {}), ("inpainting", {"mask": square_mask(image)})):
-        with pytest.raises(ValueError) as error:
-            studio.generate(request(init_image=image, **changes))
-        assert str(error.value) == (f"{mode} is not available for {REFUSED[family]} models yet; it works with "
-                                    "Sana (and the embedded model), Z-Image and Lumina 2 models")
-
-
 def test_image_requests_are_batched_apart(sana):
     one, two = picture(0), picture(1)
     requests = [request(init_image=one, seed=3), request(init_image=two, seed=3), request(init_image=None, seed=3),
@@ -296,7 +284,7 @@ def test_settings_of_text_to_image_take_no_input():
     assert request_from_settings(settings) == (text, 0)
     with pytest.raises(ValueError, match="this picture was made without an input picture; leave init_image out"):
         request_from_settings(settings, init_image=picture())
-    with pytest.raises(ValueError, match="stored mode must be one of text, image, inpaint, got 'sketch'"):
+    with pytest.raises(ValueError, match="stored mode must be one of text, image, inpaint, extend, got 'sketch'"):
         request_from_settings({**settings, "mode": "sketch"})
 
 
@@ -323,3 +311,124 @@ def test_the_embedded_model_paints_into_a_picture(embedded):
     assert (painted[repaint == 0] == (30, 60, 200)).all()
     r, g, b = painted[32, 32]
     assert r > 150 and g < 100 and b < 100, painted[32, 32]
+
+
+# Extend (outpainting) ------------------------------------------------------------------------------
+
+EXTEND_FAMILIES = ["sana", "z-image"]
+
+
+def square_picture(seed: int = 0) -> InputImage:
+    """A picture that is already 32x32, so that extending it keeps it at its own scale."""
+    return picture(seed, size=(SIZE, SIZE))
+
+
+def extend_request(extend: Extend, **changes) -> GenerationRequest:
+    return request(**{"init_image": square_picture(), "extend": extend, "strength": 1.0, "width": None,
+                      "height": None, **changes})
+
+
+def test_extend_is_its_own_mode_and_gives_the_canvas_size():
+    extended = extend_request(Extend.to(64, 32, anchor="left"))
+    assert extended.mode == "extend" and extended.extend_size == (64, 32)
+    assert extend_request(Extend.by(top=16, bottom=16)).extend_size == (32, 64)
+    assert extend_request(Extend.to(64, 32), width=64, height=32).extend_size == (64, 32)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"init_image": None}, "extend needs an init_image: outpainting puts a picture on a larger canvas, so give the "
+                           "picture too"),
+    ({"mask": "square"}, "extend makes its own mask (the new border); give either a mask or extend, not both"),
+    ({"width": 32}, "width is 32 but extend makes a 64x32 canvas; leave width out or set it to 64"),
+    ({"extend": (64, 32)}, "extend must be an Extend (conditioning.Extend.to or .by), got tuple"),
+])
+def test_extend_requests_are_checked_with_a_sentence(changes, message):
+    if changes.get("mask") == "square":
+        changes["mask"] = square_mask(square_picture())
+    settings = dict(init_image=square_picture(), extend=Extend.to(64, 32), width=None, height=None)
+    with pytest.raises(ValueError) as error:
+        request(**{**settings, **changes})
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("extend, message", [
+    (dict(width=64), "extend: give both width and height of the canvas, or neither (then the sides)"),
+    (dict(width=64, height=32, left=4), "extend: give either the canvas size or the pixels per side, not both"),
+    (dict(), "extend: give the canvas width and height, or at least 1 pixel on one side"),
+    (dict(right=3000), "right must be from 0 to 2048 pixels, got 3000 (nearest: 2048)"),
+    (dict(width=64, height=32, anchor="middle"), "extend: anchor must be one of center, top, bottom, left, right, "
+                                                 "top-left, top-right, bottom-left, bottom-right, got 'middle'"),
+])
+def test_extend_settings_are_checked_with_a_sentence(extend, message):
+    with pytest.raises(ValueError) as error:
+        Extend(**extend)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("family", EXTEND_FAMILIES)
+def test_extend_keeps_the_picture_exactly_and_paints_the_border(family, tiny_studio):
+    studio = tiny_studio(family)
+    original = np.asarray(square_picture().image)
+    result = studio.generate(extend_request(Extend.to(64, 32, anchor="left")))
+    assert result.images[0].size == (64, 32)
+    painted = pixels(result)
+    assert np.array_equal(painted[:, :SIZE], original)
+    edge = np.repeat(original[:, -1:], SIZE, axis=1)  # the canvas's replicated border before denoising
+    assert not np.array_equal(painted[:, SIZE:], edge)
+    assert np.array_equal(painted, pixels(studio.generate(extend_request(Extend.to(64, 32, anchor="left")))))
+    assert not np.array_equal(painted, pixels(studio.generate(extend_request(Extend.to(64, 32, anchor="left"),
+                                                                             seed=8))))
+    # The same canvas given by sides is the same request.
+    assert np.array_equal(painted, pixels(studio.generate(extend_request(Extend.by(right=32)))))
+
+
+@pytest.mark.parametrize("family", EXTEND_FAMILIES)
+def test_extend_keeps_the_picture_where_its_anchor_puts_it(family, tiny_studio):
+    studio = tiny_studio(family)
+    original = np.asarray(square_picture().image)
+    result = studio.generate(extend_request(Extend.to(32, 64, anchor="center")))
+    assert result.images[0].size == (32, 64)
+    assert np.array_equal(pixels(result)[16:48], original)
+
+
+@pytest.mark.parametrize("family", EXTEND_FAMILIES)
+def test_an_extend_target_the_model_cannot_make_is_refused_with_the_nearest_size(family, tiny_studio):
+    studio = tiny_studio(family)
+    multiple = studio.limits.size_multiple
+    width = 2 * multiple + 1
+    with pytest.raises(ValueError) as error:
+        studio.generate(extend_request(Extend.to(width, SIZE)))
+    assert str(error.value) == (f"extend makes a {width}x{SIZE} canvas, but width and height must be multiples of "
+                                f"{multiple} for this model (nearest: {2 * multiple}x{SIZE})")
+
+
+def test_extend_cancels_between_steps(sana):
+    with pytest.raises(GenerationCancelled, match="cancelled after step 1 of 2"):
+        sana.generate(extend_request(Extend.by(left=32)), on_step=lambda step, total: CANCEL)
+
+
+def test_settings_record_the_extend_and_reproduce_it(sana, tmp_path):
+    extended = extend_request(Extend.to(64, 32, anchor="right"), mask_feather=2)
+    result = sana.generate(extended)
+    settings = result.settings[0]
+    assert (settings["mode"], settings["mask_feather"], settings["width"], settings["height"]) == ("extend", 2, 64, 32)
+    assert settings["extend"] == {"width": 64, "height": 32, "anchor": "right"}
+    assert settings["init_image"] == conditioning.describe(square_picture())
+    stored = read_settings(save_png(result.images[0], settings, tmp_path / "extended.png"))
+    with pytest.raises(ValueError, match="this picture was made from the input picture"):
+        request_from_settings(stored)
+    again, _ = request_from_settings(stored, init_image=square_picture())
+    assert again.extend == Extend.to(64, 32, anchor="right") and again.mode == "extend"
+    with pytest.raises(ValueError, match="^stored extend must be an object of width, height and anchor, or left, "
+                                         "top, right and bottom, got {'depth': 3}$"):
+        request_from_settings({**stored, "extend": {"depth": 3}}, init_image=square_picture())
+    assert np.array_equal(pixels(sana.generate(again)), pixels(result))
+    by_sides = sana.generate(extend_request(Extend.by(top=8, bottom=24))).settings[0]
+    assert by_sides["extend"] == {"left": 0, "top": 8, "right": 0, "bottom": 24}
+
+
+def test_extend_requests_batch_apart_by_anchor(sana):
+    left, right = extend_request(Extend.to(64, 32, anchor="left")), extend_request(Extend.to(64, 32, anchor="right"))
+    together = sana.generate_batch([left, right])
+    assert np.array_equal(pixels(together[0])[:, :SIZE], np.asarray(square_picture().image))
+    assert np.array_equal(pixels(together[1])[:, SIZE:], np.asarray(square_picture().image))

@@ -242,8 +242,8 @@ def test_messages_about_files_name_them_by_their_base_name_only(tmp_path):
         messages.append((path.name, str(error.value)))
     for name, message in messages:
         assert f"'{name}'" in message and str(tmp_path) not in message and "5f3a9c" not in message, message
-    assert messages[0][1] == ("color_reference: cannot read 'notes.png' as an image: not a picture format this "
-                              "server reads")
+    assert messages[0][1] == ("color_reference: cannot read 'notes.png' as an image: not a picture format the "
+                              "studio reads")
     assert messages[4][1] == "color_reference: file not found: 'gone.png'"
 
 

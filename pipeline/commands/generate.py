@@ -1,7 +1,10 @@
 """`python -m pipeline generate`: prompts in, PNGs with their settings inside out.
 
 Prints one saved path per line, in prompt order. Bad input or a missing model prints one line
-and exits 2 before anything heavy runs; the model loads once for all prompts.
+and exits 2 before anything heavy runs; the model loads once for all prompts. With --init-image
+every prompt starts from that picture (image-to-image), and with --mask too only the mask's white
+part is repainted (inpainting). A PNG made that way is regenerated with --from-image and the same
+--init-image (and --mask): its settings hold only their SHA-256 and size.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pipeline.commands.console import EXIT_FAILED, fail
+from pipeline.commands.inputs import add_input_arguments, check_recorded, read_inputs
 from pipeline.commands.options import add_model_arguments, prepare_process
 from pipeline.commands.postprocess import add_stage_arguments, settings_from_args
 from pipeline.metadata import read_settings, request_from_settings, save_png
@@ -29,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, help="image height in pixels (default: the model's)")
     parser.add_argument("--num-images", type=int, help="images per prompt (default 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    add_input_arguments(parser)
     add_model_arguments(parser, default_model=None,
                         default_help="embedded, or with --from-image the image's own model")
     add_stage_arguments(parser)
@@ -47,10 +52,14 @@ def _given(args: argparse.Namespace) -> dict:
 
 def _plan(args: argparse.Namespace) -> tuple[str, list[GenerationRequest], int | None]:
     """The model reference, the requests to run, and for --from-image the one image to keep."""
+    inputs = read_inputs(args)
+    # The pictures go with a saved PNG's record; the other image-mode fields are changes, as --seed is.
+    pictures = {name: inputs.pop(name, None) for name in ("init_image", "mask")}
     if args.from_image is not None:
         settings = read_settings(args.from_image)
-        request, index = request_from_settings(settings)
-        given = _given(args)
+        check_recorded(settings, args.from_image, **pictures)
+        request, index = request_from_settings(settings, **pictures)
+        given = {**_given(args), **inputs}
         if given:  # a variation of the stored image: run it alone with the changes
             request, index = request.replace(seed=settings["seed"], num_images=1).replace(**given), None
         return args.model or settings["model"], [request], index
@@ -66,7 +75,8 @@ def _plan(args: argparse.Namespace) -> tuple[str, list[GenerationRequest], int |
         prompts = [args.prompt]
     else:
         raise ValueError("give --prompt, --prompts-file or --from-image")
-    return args.model or "embedded", [GenerationRequest(prompt=prompt, **_given(args)) for prompt in prompts], None
+    fields = {**_given(args), **pictures, **inputs}
+    return args.model or "embedded", [GenerationRequest(prompt=prompt, **fields) for prompt in prompts], None
 
 
 def _next_number(folder: Path) -> int:

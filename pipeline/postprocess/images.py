@@ -55,7 +55,7 @@ def load_image(path: str | Path, what: str = "image", max_pixels: int | None = N
     except FileNotFoundError:
         raise ValueError(f"{what}: file not found: {name!r}") from None
     except UnidentifiedImageError:
-        raise ValueError(f"{what}: cannot read {name!r} as an image: not a picture format this server reads") from None
+        raise ValueError(f"{what}: cannot read {name!r} as an image: not a picture format the studio reads") from None
     except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, SyntaxError, ValueError, EOFError, ...
         raise ValueError(f"{what}: cannot read {name!r} as an image: {reason(e, path)}") from None
     return image
