@@ -8,6 +8,7 @@ import logging
 import threading
 import urllib.request
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -73,6 +74,48 @@ def test_postprocessing_through_the_api(client, tmp_path):
     assert Image.open(after).size == Image.open(images[0]["image"]).size == (128, 128)
     post = read_settings(images[0]["image"])["postprocess"]
     assert (post["color"], post["color_strength"], post["upscale"]) == ("reference", 0.8, 2)
+
+
+def test_image_to_image_at_strength_0_and_inpainting_keep_the_input_pixels(client, tmp_path):
+    picture = tmp_path / "input.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(picture)
+    images, _, _, _ = client.predict(prompt=PROMPT, seed=2, init_image=handle_file(picture), strength=0,
+                                     api_name="/generate")
+    assert np.array_equal(np.asarray(Image.open(images[0]["image"]).convert("RGB")), pixels)
+    settings = read_settings(images[0]["image"])
+    assert (settings["mode"], settings["strength"]) == ("image", 0)
+
+    # The mask as the page's editor sends it: one transparent layer, painted where the picture changes.
+    layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    layer.paste(Image.new("RGBA", (24, 16), (255, 255, 255, 255)), (20, 8))
+    layer.save(tmp_path / "layer.png")
+    editor = {"background": None, "layers": [handle_file(tmp_path / "layer.png")], "composite": None}
+    images, _, _, _ = client.predict(prompt=PROMPT, seed=2, init_image=handle_file(picture), strength=1,
+                                     mask=editor, api_name="/generate")
+    result = np.asarray(Image.open(images[0]["image"]).convert("RGB"))
+    kept = np.ones((64, 64), bool)
+    kept[8:24, 20:44] = False
+    assert np.array_equal(result[kept], pixels[kept])  # exactly, with no feather
+    assert not np.array_equal(result[~kept], pixels[~kept])
+    assert read_settings(images[0]["image"])["mode"] == "inpaint"
+
+
+def test_a_mask_editor_value_naming_a_server_path_is_refused(app, client):
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"]
+    data = {p["parameter_name"]: p["parameter_default"] for p in parameters}
+    for editor, sentence in [
+        ({"background": None, "layers": [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}],
+          "composite": None}, "mask (layer 1) must be a file uploaded to this page"),
+        ({"background": {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}, "layers": []},
+         "mask (background) must be a file uploaded to this page"),
+        ({"background": None, "layers": "everything", "composite": None}, "mask: layers must be a list"),
+        ({"layers": [], "script": 1}, "mask must be an object with background, layers and composite"),
+    ]:
+        event, payload = call_raw(app[1], list({**data, "prompt": PROMPT, "mask": editor}.values()))
+        assert event == "error" and json.loads(payload)["error"].startswith(sentence), payload
+    images, *_ = client.predict(prompt=PROMPT, api_name="/generate")
+    assert read_settings(images[0]["image"])["mode"] == "text"
 
 
 def call_raw(url: str, data: list) -> tuple[str, str]:

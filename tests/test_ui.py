@@ -4,6 +4,7 @@ makes, format sizes, control values <-> requests, the cancel flag, reuse of a st
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -81,7 +83,7 @@ def test_the_generate_endpoint_is_the_declaration_in_order_with_its_defaults(tmp
     assert [p["parameter_name"] for p in parameters] == list(CONTROL_NAMES) == [
         "prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height", "num_images",
         "denoise", "denoise_strength", "color", "color_reference", "color_palette", "color_strength", "upscale",
-        "upscaler"]
+        "upscaler", "init_image", "strength", "mask", "mask_feather"]
     api_defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters if p["parameter_has_default"]}
     # Model-dependent controls start at the model's values; every other one at its declared default.
     assert api_defaults == {**defaults(), "steps": 8, "guidance": 2.0, "width": 64, "height": 64}
@@ -104,9 +106,9 @@ def test_every_value_an_event_takes_is_checked_under_its_name():
 
 
 def test_every_control_is_a_request_field_a_postprocess_setting_or_the_seed_choice():
-    # The image modes are served by the engine only; the page does not offer them.
-    image_fields = {"init_image", "strength", "mask", "mask_feather"}
-    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess"} - image_fields
+    # Extending a picture (outpainting) is served by the engine only; the page does not offer it.
+    engine_only = {"extend"}
+    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess"} - engine_only
     panel = {control.name for control in in_section(POSTPROCESS)}
     assert panel == set(PostprocessSettings.__dataclass_fields__) | {"denoise_strength"}
     assert set(CONTROL_NAMES) == request_fields | panel | {"random_seed"}
@@ -271,6 +273,116 @@ def test_reuse_settings_of_a_png_whose_colour_reference_is_gone_asks_for_the_fil
     # Generate before the file is uploaded again: the sentence that asks for it.
     with pytest.raises(gr.Error, match="upload the reference picture"):
         generate(handlers, **{name: restored[name] for name in CONTROL_NAMES})
+
+
+def brush_layer(size: tuple[int, int], box: tuple[int, int, int, int], colour=(255, 255, 255)) -> Image.Image:
+    """A layer as the page's mask editor sends it: transparent, painted in one colour over `box`."""
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    layer.paste(Image.new("RGBA", (box[2] - box[0], box[3] - box[1]), (*colour, 255)), box[:2])
+    return layer
+
+
+def test_the_start_from_an_image_panel_builds_image_to_image_and_inpainting_requests(tmp_path):
+    picture = tmp_path / "uploads" / "cat.png"
+    picture.parent.mkdir()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(picture)
+    studio = FakeStudio()
+    handlers = handlers_for(tmp_path, studio)
+
+    generate(handlers, **{**UNTOUCHED, "init_image": str(picture), "strength": 0.45, "mask_feather": 3})
+    request = studio.requests[-1]
+    assert (request.mode, request.strength, request.mask) == ("image", 0.45, None)
+    assert request.init_image.sha256 == hashlib.sha256(picture.read_bytes()).hexdigest()
+    assert np.array_equal(np.asarray(request.init_image.image), np.asarray(Image.open(picture).convert("RGB")))
+
+    # An editor whose layer holds no paint is no mask: image-to-image.
+    editor = {"background": None, "layers": [Image.new("RGBA", (64, 64))], "composite": None}
+    generate(handlers, **{**UNTOUCHED, "init_image": str(picture), "mask": editor})
+    assert studio.requests[-1].mode == "image"
+
+    # A stroke in any brush colour marks what is repainted.
+    editor = {"background": None, "layers": [brush_layer((64, 64), (8, 16, 24, 40), (204, 50, 50))],
+              "composite": None}
+    generate(handlers, **{**UNTOUCHED, "init_image": str(picture), "mask": editor, "mask_feather": 2})
+    request = studio.requests[-1]
+    assert (request.mode, request.mask_feather) == ("inpaint", 2)
+    mask = np.asarray(request.mask.image)
+    assert mask[16:40, 8:24].min() == 255 and mask.sum() == 255 * 16 * 24
+
+
+@pytest.mark.parametrize("content, sentence", [
+    (b"", "init_image: 'broken.png' is an empty file"),
+    (b"GIF89a not really", "init_image: cannot read 'broken.png' as an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "init_image: cannot read 'broken.png' as an image"),
+])
+def test_a_bad_input_picture_is_one_sentence_naming_the_input_and_the_file(tmp_path, content, sentence):
+    broken = tmp_path / "server folder" / "broken.png"
+    broken.parent.mkdir()
+    broken.write_bytes(content)
+    with pytest.raises(gr.Error) as refused:
+        generate(handlers_for(tmp_path), **{**UNTOUCHED, "init_image": str(broken)})
+    assert refused.value.message.startswith(sentence)
+    assert "server folder" not in refused.value.message and len(refused.value.message.splitlines()) == 1
+
+
+def test_a_mask_without_a_picture_or_marking_nothing_is_refused_in_a_sentence(tmp_path):
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (64, 64)).save(picture)
+    editor = {"background": None, "layers": [brush_layer((64, 64), (0, 0, 8, 8))], "composite": None}
+    with pytest.raises(gr.Error) as refused:
+        generate(handlers_for(tmp_path), **{**UNTOUCHED, "mask": editor})
+    assert refused.value.message.startswith("mask needs an init_image: upload the picture to repaint")
+    # One painted pixel on a large canvas is lost when fitted to a much smaller picture.
+    Image.new("RGB", (8, 8)).save(picture)
+    editor = {"background": None, "layers": [brush_layer((512, 512), (3, 3, 4, 4))], "composite": None}
+    with pytest.raises(gr.Error) as refused:
+        generate(handlers_for(tmp_path), **{**UNTOUCHED, "init_image": str(picture), "mask": editor})
+    assert refused.value.message.startswith("mask: the mask marks nothing to repaint once fitted to 8x8")
+
+
+def test_vary_starts_from_the_selected_result_with_the_next_seeds(tmp_path):
+    studio = FakeStudio()
+    handlers = handlers_for(tmp_path, studio)
+    *_, last_run = generate(handlers, **{**UNTOUCHED, "seed": 41, "num_images": 2})
+    selected = last_run[1]
+    for vary, strength in ((handlers.vary_subtle, 0.3), (handlers.vary_strong, 0.6)):
+        images, _, seed, _, _, _ = asyncio.run(vary(selected, RunControl(), [], **{**UNTOUCHED, "num_images": 3}))
+        request = studio.requests[-1]
+        assert (request.mode, request.strength, request.seed, request.num_images) == ("image", strength, 43, 3)
+        assert request.init_image.sha256 == hashlib.sha256(Path(selected.path).read_bytes()).hexdigest()
+        assert [caption for _, caption in images] == ["seed 43", "seed 44", "seed 45"] and seed == 43
+    with pytest.raises(gr.Error, match="select a result first"):
+        asyncio.run(handlers.vary_subtle(None, RunControl(), [], **UNTOUCHED))
+
+    # "Use this result": the selected picture becomes the input picture, shown under the mask's brush.
+    assert handlers.use_result(selected) == selected.path
+    assert handlers.show_input_picture(selected.path) == {"background": selected.path, "layers": [],
+                                                           "composite": selected.path}
+    assert handlers.show_input_picture(None) is None
+
+
+def test_reuse_settings_of_an_inpainted_png_asks_for_its_pictures_and_redraws_it(tmp_path):
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(picture)
+    studio = FakeStudio()
+    handlers = handlers_for(tmp_path, studio)
+    editor = {"background": None, "layers": [brush_layer((64, 64), (8, 8, 32, 32))], "composite": None}
+    *_, last_run = generate(handlers, **{**UNTOUCHED, "seed": 5, "init_image": str(picture), "strength": 0.7,
+                                         "mask": editor, "mask_feather": 4})
+    made = studio.requests[-1]
+
+    with pytest.warns(UserWarning) as warned:
+        restored = restore(handlers, last_run[0].path)
+    assert (restored["strength"], restored["mask_feather"], restored["seed"]) == (0.7, 4, 5)
+    assert (restored["init_image"], restored["mask"]) == (None, None)  # never a path from the PNG
+    digest = hashlib.sha256(picture.read_bytes()).hexdigest()[:12]
+    for text in (restored["status"], str(warned[0].message)):
+        assert f"the input picture {digest}... (64x64)" in text and f"the mask {made.mask.sha256[:12]}..." in text
+
+    # The same picture uploaded and the same stroke painted: the same request.
+    generate(handlers, **{**{name: restored[name] for name in CONTROL_NAMES}, "init_image": str(picture),
+                          "mask": editor})
+    assert studio.requests[-1] == made
 
 
 def test_ui_imports_no_torch_and_app_reports_a_missing_model_in_one_line():

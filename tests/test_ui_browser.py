@@ -6,12 +6,14 @@ path is printed).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
@@ -20,6 +22,7 @@ from helpers.pixels import largest_difference
 from helpers.servers import app_process
 from pipeline.metadata import read_settings, save_png
 from pipeline.postprocess import PostprocessSettings
+from ui.controls import CONTROLS
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +32,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 START_TIMEOUT_S = 240  # loading the model on a busy 2-core machine
 RUN_TIMEOUT_MS = 120_000
 PROMPT = "a large red circle on the left, blue background"
+# The mask editor's brush radius, in the picture's pixels.
+MASK_BRUSH = next(control for control in CONTROLS if control.name == "mask").options["brush"].default_size
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +246,91 @@ def test_two_sessions_never_see_each_others_history(app_url, open_session, scree
     assert read_settings(newest)["seed"] == 4294967295
     alice.screenshot(path=screenshots / "06-session-a.png", full_page=True)
     bob.screenshot(path=screenshots / "07-session-b.png", full_page=True)
+
+
+def paint_stroke(page) -> tuple[slice, slice]:
+    """Drag the mask's brush across the middle of the picture; returns the rows and columns of the
+    picture that the stroke can have touched (its length plus the brush's radius, and a margin)."""
+    canvas = page.locator("#mask canvas").first
+    canvas.scroll_into_view_if_needed()
+    zoom = float(re.search(r"(\d+)%", page.inner_text("#mask")).group(1)) / 100
+    box = canvas.bounding_box()
+    centre_x, centre_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(centre_x - 40, centre_y)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(centre_x - 40 + step * 8, centre_y, steps=2)
+    page.mouse.up()
+    # The picture is centred in the canvas; the brush's radius is in the picture's pixels.
+    reach = MASK_BRUSH + 2
+    left, right = 32 + round(-40 / zoom) - reach, 32 + round(40 / zoom) + reach
+    return slice(32 - reach, 32 + reach), slice(left, right)
+
+
+def test_inpaint_a_painted_stroke_vary_the_result_and_reuse_its_settings(app_url, open_session, screenshots, tmp_path):
+    page = open_session(app_url)
+    picture = tmp_path / "input.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(picture)
+    page.fill("#prompt textarea", PROMPT)
+    page.click("#from-image button.label-wrap")
+    page.set_input_files("#init-image input[type=file]", picture)
+    expect(page.locator("#mask canvas").first).to_be_visible()
+    page.fill("#strength input[type=number]", "1")
+    page.press("#strength input[type=number]", "Tab")
+    rows, columns = paint_stroke(page)
+    urls = generate(page)
+    page.screenshot(path=screenshots / "09-inpainted.png", full_page=True)
+    inpainted, inpainted_bytes = fetch_image(page, urls[0])
+    result = np.asarray(inpainted.convert("RGB"))
+    kept = np.ones((64, 64), bool)
+    kept[rows, columns] = False
+    assert np.array_equal(result[kept], pixels[kept])  # every pixel outside the stroke, exactly
+    assert (result != pixels).any(axis=2).sum() > 100  # the stroke was repainted
+    made = tmp_path / "inpainted.png"
+    made.write_bytes(inpainted_bytes)
+    settings = read_settings(made)
+    assert (settings["mode"], settings["strength"], settings["init_image"]["width"]) == ("inpaint", 1, 64)
+
+    # Vary the selected result: a grid of variations with the seeds after its own.
+    page.fill("#num-images input[type=number]", "2")
+    page.press("#num-images input[type=number]", "Tab")
+    page.click("#results .grid-container button.thumbnail-item")
+    before = result_urls(page)
+    page.click("#vary-subtle")
+    page.wait_for_function("old => { const now = [...document.querySelectorAll('#results .grid-container img')]"
+                           ".map(i => i.src); return now.length === 2 && now.join() !== old.join(); }",
+                           arg=before, timeout=RUN_TIMEOUT_MS)
+    captions = page.eval_on_selector_all("#results .grid-container img", "images => images.map(i => i.alt || i.title)")
+    assert captions == [f"seed {settings['seed'] + 1}", f"seed {settings['seed'] + 2}"]
+    variation, variation_bytes = fetch_image(page, result_urls(page)[0])
+    (tmp_path / "varied.png").write_bytes(variation_bytes)
+    varied = read_settings(tmp_path / "varied.png")
+    assert (varied["mode"], varied["strength"], varied["seed"]) == ("image", 0.3, settings["seed"] + 1)
+    assert varied["init_image"]["sha256"] == hashlib.sha256(inpainted_bytes).hexdigest()
+    page.screenshot(path=screenshots / "10-varied.png", full_page=True)
+
+    # "Use this result": the selected variation (in the gallery's preview strip) becomes the input picture.
+    page.click("#results button.thumbnail-small >> nth=1")
+    page.click("#use-result")
+    chosen = re.compile(f"studio-{settings['seed'] + 2}\\.png$")
+    expect(page.locator("#init-image img")).to_have_attribute("src", chosen)
+
+    # Reuse settings of the inpainted PNG: every control back, the input picture asked for by its
+    # hash; uploaded with the same stroke painted, the same pixels come back.
+    page.fill("#strength input[type=number]", "0.2")
+    page.press("#strength input[type=number]", "Tab")
+    page.click("#reuse button.label-wrap")
+    page.set_input_files("#reuse-file input[type=file]", made)
+    digest = hashlib.sha256(picture.read_bytes()).hexdigest()[:12]
+    expect(page.locator("#status")).to_contain_text(f"upload the input picture {digest}... (64x64)", timeout=30_000)
+    expect(page.locator("#strength input[type=number]")).to_have_value("1")
+    expect(page.locator("#num-images input[type=number]")).to_have_value("1")
+    expect(page.locator("#init-image img")).to_have_count(0)
+    page.screenshot(path=screenshots / "11-reuse-asks-for-the-input.png", full_page=True)
+    page.set_input_files("#init-image input[type=file]", picture)
+    expect(page.locator("#mask canvas").first).to_be_visible()
+    paint_stroke(page)
+    urls = generate(page)
+    redrawn, _ = fetch_image(page, urls[0])
+    assert largest_difference(redrawn, made) == 0

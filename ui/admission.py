@@ -5,7 +5,8 @@ is only left off the API page). Left alone, gradio answers a value its component
 with a bare exception (the caller sees `{"error": null}`), and reads a file payload sent without
 `meta` from whatever path of the server it names. `CheckedBlocks` checks every payload first:
 the number of values, the type of each (a number, text, true/false, one of the choices), and that
-a file is one gradio received for this app, i.e. inside its cache folder; and that a select event
+a file is one gradio received for this app, i.e. inside its cache folder (each picture of an image
+editor's value too: the mask the page paints); and that a select event
 comes with its selection. A refusal is one sentence naming the input (`ui.errors.refuse`). What is
 said about any other path is the same whether or not it exists. Gradio's own refusals (a slider
 value out of range) keep their sentence.
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 # The one answer for a file payload that is not an upload, whatever it names and whether or not that exists.
 FILE_NOT_RECEIVED = ("{name} must be a file uploaded to this page (through /gradio_api/upload, as gradio_client's "
                      "handle_file does); the page reads no other path or address")
+
+
+# What an image editor's value holds (gradio's `EditorData`); each of its pictures is checked as an
+# image input's value is.
+EDITOR_KEYS = {"background", "layers", "composite", "id"}
+EDITOR_PICTURE = gr.Image(render=False)
+MAX_LAYERS = 8
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,9 @@ class CheckedBlocks(gr.Blocks):
             if not input_.nullable:
                 raise refuse(f"{name} needs a value, got null")
             return
-        if isinstance(block, (gr.Image, gr.File)):
+        if isinstance(block, gr.ImageEditor):
+            self._check_editor(name, payload)
+        elif isinstance(block, (gr.Image, gr.File)):
             self._check_file(block, name, payload)
         elif isinstance(block, (gr.Radio, gr.Dropdown)):
             choices = [value for _, value in block.choices]
@@ -132,6 +142,22 @@ class CheckedBlocks(gr.Blocks):
             raise refuse(f"{name} must be a {' or '.join(file_types)} file, got {label!r}")
         if isinstance(block, gr.Image):
             check_picture(name, path, label)
+
+    def _check_editor(self, name: str, payload: Any) -> None:
+        """An image editor's value: {"background", "layers", "composite"}, each picture an upload,
+        or the `id` under which the page's editor posted its pictures to the component first."""
+        if not isinstance(payload, dict) or not set(payload) <= EDITOR_KEYS:
+            raise refuse(f"{name} must be an object with background, layers and composite (pictures uploaded to "
+                         f"this page, or null), got {describe(payload)}")
+        if payload.get("id") is not None and not isinstance(payload["id"], str):
+            raise refuse(f"{name}: id must be text, got {describe(payload['id'])}")
+        layers = payload.get("layers") or []
+        if not isinstance(layers, list) or len(layers) > MAX_LAYERS:
+            raise refuse(f"{name}: layers must be a list of at most {MAX_LAYERS} pictures, got {describe(layers)}")
+        for part, picture in [("background", payload.get("background")), ("composite", payload.get("composite")),
+                              *((f"layer {number}", layer) for number, layer in enumerate(layers, 1))]:
+            if picture is not None:
+                self._check_file(EDITOR_PICTURE, f"{name} ({part})", picture)
 
     def received(self, path: str) -> bool:
         """Whether `path` is a file inside this app's cache folder: an upload, or a file the app wrote."""

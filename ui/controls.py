@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping
 
 import gradio as gr
 
-from pipeline.request import MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, ModelLimits
+from pipeline.conditioning import MAX_FEATHER
+from pipeline.request import DEFAULT_STRENGTH, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, ModelLimits
 
 OFF = "off"
 DENOISE_MODES = (("Off", OFF), ("Auto (estimate the noise)", "auto"), ("Strength", "manual"))
@@ -33,6 +34,11 @@ REQUIRED = inspect.Parameter.empty
 # `PostprocessSettings`; the other sections' controls are fields of `GenerationRequest` (and
 # random_seed, which chooses the seed).
 POSTPROCESS = "postprocess"
+# The "Start from an image" panel: the input picture, its strength and the mask painted over it.
+# Its pictures are read by the handler (`ui.settings.read_pictures`); the other two are request fields.
+FROM_IMAGE = "from_image"
+# Reuse settings and Vary set these on the page; the caller of the API leaves them out for text-to-image.
+INPUT_PICTURE, MASK = "init_image", "mask"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +132,20 @@ CONTROLS = (
             choices=UPSCALE_CHOICES),
     Control(name="upscaler", kind=gr.File, label="Learned upscaler weights (.safetensors or .pth, optional)",
             section=POSTPROCESS, options={"file_types": [".safetensors", ".pth"], "visible": False, "height": 80}),
+    # image_mode=None hands the handler the uploaded file itself, so its SHA-256 is the file's as
+    # the visitor has it (the one the PNG records); gradio would otherwise re-save it in RGB.
+    Control(name=INPUT_PICTURE, kind=gr.Image, label="Input picture (empty: from the prompt alone)",
+            section=FROM_IMAGE, options={"type": "filepath", "image_mode": None, "format": "png", "sources": ["upload"],
+                     "height": 240}),
+    Control(name="strength", kind=gr.Slider, label="Strength", section=FROM_IMAGE, default=DEFAULT_STRENGTH,
+            minimum=0, maximum=1, step=0.05, info="0 keeps the picture, 1 draws anew"),
+    # A painted layer marks what is repainted, whatever the brush colour; nothing painted: image-to-image.
+    Control(name=MASK, kind=gr.ImageEditor, label="Mask: paint what should change", section=FROM_IMAGE,
+            options={"type": "pil", "image_mode": "RGBA", "format": "png", "sources": ["upload"],
+                     "transforms": (), "layers": False, "height": 320,
+                     "brush": gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=12)}),
+    Control(name="mask_feather", kind=gr.Slider, label="Mask feather (pixels)", section=FROM_IMAGE, default=0,
+            minimum=0, maximum=MAX_FEATHER, step=1, info="a soft edge where the repainted part meets the rest"),
 )
 CONTROL_NAMES = tuple(control.name for control in CONTROLS)
 

@@ -18,17 +18,23 @@ from typing import Any
 
 import gradio as gr
 
+from pipeline.conditioning import read_input_image
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.request import CANCEL, MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
-from ui.controls import OFF, takes_controls
+from ui.controls import INPUT_PICTURE, MASK, OFF, takes_controls
 from ui.engine import Engine
 from ui.errors import refuse
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 from ui.runs import Run, RunControl
-from ui.settings import build_request, controls_from_request, describe_source, files_to_upload, without_folders
+from ui.settings import (build_request, controls_from_request, describe_source, files_to_upload, pictures_to_upload,
+                         read_pictures, without_folders)
 
 # Newest first; older entries drop off so one long session cannot grow without bound.
 HISTORY_LIMIT = 48
+# The strengths of the Vary buttons: a variation that keeps the picture, and a looser one.
+SUBTLE, STRONG = 0.3, 0.6
+# The settings fields of the image modes; Reuse settings reads the rest as a text-to-image record.
+IMAGE_MODE_FIELDS = ("mode", "init_image", "mask", "strength", "mask_feather")
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,8 @@ class StudioHandlers:
 
     @takes_controls
     async def generate(self, run_control: RunControl, history: list, progress=gr.Progress(), **values):
-        """Generate images from a prompt.
+        """Generate images from a prompt, or from an input picture (init_image, with strength) and a
+        mask painted over it (white = repaint, softened by mask_feather pixels).
 
         Returns the images (PNGs with their settings inside, captioned with their seeds), the first
         image before and after post-processing (the same file twice when none ran), the seed of the
@@ -64,12 +71,41 @@ class StudioHandlers:
         run = Run(run_control)
         return await run.in_thread(self._generate, run, values, history, progress)
 
-    def _generate(self, run: Run, values: dict[str, Any], history: list, progress):
+    def _generate(self, run: Run, values: dict[str, Any], history: list, progress, variation=None):
         if not run.wanted:
             raise refuse("cancelled before it started; no image was produced")
-        request = self._request(values)
+        request = self._request(values) if variation is None else self._variation(values, *variation)
         result = self._run(request, run, progress)
         return self._present(request, result, history)
+
+    # -- vary -----------------------------------------------------------------------------
+
+    @takes_controls
+    async def vary_subtle(self, selected, run_control: RunControl, history: list, progress=gr.Progress(),
+                          **values):
+        """Variations of the selected result: image-to-image from it at strength 0.3, new seeds."""
+        return await self._vary(selected, SUBTLE, run_control, history, progress, values)
+
+    @takes_controls
+    async def vary_strong(self, selected, run_control: RunControl, history: list, progress=gr.Progress(),
+                          **values):
+        """Variations of the selected result: image-to-image from it at strength 0.6, new seeds."""
+        return await self._vary(selected, STRONG, run_control, history, progress, values)
+
+    async def _vary(self, selected, strength: float, run_control: RunControl, history: list, progress, values):
+        if not isinstance(selected, ImagePair):
+            raise refuse("select a result first: Vary makes variations of the selected picture")
+        run = Run(run_control)
+        return await run.in_thread(self._generate, run, values, history, progress, (selected, strength))
+
+    def _variation(self, values: dict, selected: ImagePair, strength: float) -> GenerationRequest:
+        """The controls' request, from the selected result at `strength`, with the seeds after its own
+        (seed + 1, ... for the chosen number of images); no mask."""
+        try:
+            values = {**values, "seed": selected.seed + 1, "strength": strength}
+            return build_request(values, read_input_image(selected.path, INPUT_PICTURE))
+        except ValueError as error:
+            raise refuse(str(error)) from None
 
     def _run(self, request: GenerationRequest, run: Run, progress):
         def on_step(step: int, total: int):
@@ -97,9 +133,9 @@ class StudioHandlers:
             if values["random_seed"]:
                 # Low enough that every image of a full batch (seed, seed+1, ...) stays in range.
                 values = {**values, "seed": secrets.randbelow(MAX_SEED - MAX_IMAGES + 2)}
-            return build_request(values)
+            return build_request(values, *read_pictures(values))
         except ValueError as error:
-            raise refuse(str(error)) from None
+            raise refuse(without_folders(str(error), values.get(INPUT_PICTURE) or "")) from None
 
     def _save(self, result) -> list[ImagePair]:
         folder = self.output_dir / uuid.uuid4().hex
@@ -154,29 +190,53 @@ class StudioHandlers:
                 gr.update(visible=upscale != "1"))
 
     def show_run(self, history: list, last_run: list):
-        """After a run: the session's history, and the before/after slider only if post-processing ran."""
-        return history, gr.update(visible=any(pair.before != pair.path for pair in last_run))
+        """After a run: the session's history, the before/after slider only if post-processing ran,
+        and no result selected (Vary waits for a picture of this run to be chosen)."""
+        return history, gr.update(visible=any(pair.before != pair.path for pair in last_run)), None
 
-    def show_comparison(self, last_run: list, evt: gr.SelectData):
-        """A picture of the last run selected: compare it before and after post-processing."""
+    def select_result(self, last_run: list, evt: gr.SelectData):
+        """A picture of the last run selected: compare it before and after post-processing, and
+        keep it as the picture that Vary and "Use this result" start from."""
         if not last_run or evt.index is None or not 0 <= evt.index < len(last_run):
-            return gr.update()
-        return last_run[evt.index].before, last_run[evt.index].path
+            return gr.update(), gr.update()
+        pair = last_run[evt.index]
+        return (pair.before, pair.path), pair
+
+    # -- start from an image --------------------------------------------------------------
+
+    def use_result(self, selected):
+        """The selected result becomes the input picture."""
+        if not isinstance(selected, ImagePair):
+            raise refuse("select a result first: Use this result starts from the selected picture")
+        return selected.path
+
+    def show_input_picture(self, path):
+        """The input picture, under the mask's brush; no input picture, an empty mask."""
+        if not path:
+            return None
+        return {"background": path, "layers": [], "composite": path}
 
     # -- reuse settings -------------------------------------------------------------------
 
     def reuse_settings(self, png):
         """A PNG made here dropped in: restore every control so that Generate redraws it exactly.
 
-        The files its settings name (a colour reference, a learned upscaler) are not restored; the
-        status line and a warning ask for them by name. A PNG without the studio's settings leaves
-        every control as it is and says why in the status line.
+        The files its settings name (an input picture and its mask, a colour reference, a learned
+        upscaler) are not restored; the status line and a warning ask for them, the pictures by the
+        start of their SHA-256 and their size, never by a path. A PNG without the studio's settings
+        leaves every control as it is and says why in the status line.
         """
         if not png:
             return {self.controls["status"]: gr.update()}
         try:
             settings = read_settings(png)
-            request, _ = request_from_settings(settings)
+            # The input pictures are asked for, not read: the text-to-image part of the record
+            # restores the controls, the image mode's own fields are restored below.
+            request, _ = request_from_settings({name: value for name, value in settings.items()
+                                                if name not in IMAGE_MODE_FIELDS})
+            # Checked by the request's own rules, with the sentence that names the field.
+            request = request.replace(**{name: settings[name] for name in ("strength", "mask_feather")
+                                         if name in settings})
         except ValueError as error:
             reason = without_folders(str(error), png)
             return {self.controls["status"]: f"{self._status()} · nothing was restored: {reason}"}
@@ -187,6 +247,14 @@ class StudioHandlers:
         updates = {self.controls[name]: value for name, value in values.items()}
         updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
         status = f"{self._status()} · settings restored from {describe_source(settings)}"
+        pictures = pictures_to_upload(settings)
+        if pictures:
+            # The page keeps no picture and reads no path from a PNG: the visitor gives the input
+            # picture again, and paints the mask again over it.
+            wanted = f"upload {pictures[0]} under Start from an image" + "".join(
+                f" and paint {mask} over it again" for mask in pictures[1:])
+            warn(f"This image was made from a picture that its PNG does not hold: {wanted} to redraw it.")
+            status += f"; {wanted}"
         files = files_to_upload(request.postprocess)
         if files:
             named = " and ".join(files)

@@ -6,7 +6,8 @@
 The generate controls are built from their declaration (`ui.controls.CONTROLS`), each in its
 section of the page. Generation has one API endpoint, `generate`, behind both Enter in the prompt
 and the Generate button, whose parameters are the controls in declaration order; `cancel` stops
-the caller's own running generation; every other event is private to the page.
+the caller's own running generation; every other event is private to the page, the Vary buttons
+included (they are `generate` from the selected result, which an API caller passes as init_image).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import gradio as gr
 
 from pipeline.request import ModelLimits
 from ui.admission import CheckedBlocks
-from ui.controls import CONTROLS, POSTPROCESS, in_section
+from ui.controls import CONTROLS, FROM_IMAGE, INPUT_PICTURE, MASK, POSTPROCESS, in_section
 from ui.engine import Engine
 from ui.formats import format_choices, format_for_size
 from ui.handlers import StudioHandlers
@@ -35,7 +36,7 @@ DEVICE_QUEUE = "device"
 DELETE_CACHE = (3600, 86400)
 DEFAULT_QUEUE_SIZE = 16
 LAUNCH_OPTIONS = {
-    # Uploads are PNGs to reuse, colour references and learned upscaler weights; the common
+    # Uploads are PNGs to reuse, input pictures, colour references and learned upscaler weights; the common
     # ESRGAN x4 weights are about 67 MB.
     "max_file_size": "100mb",
     "css_paths": [CSS_PATH],
@@ -66,9 +67,13 @@ class Page:
     gallery: gr.Gallery
     comparison: gr.ImageSlider
     history_gallery: gr.Gallery
+    use_result: gr.Button
+    vary_subtle: gr.Button
+    vary_strong: gr.Button
     run_control: gr.State
     history: gr.State
     last_run: gr.State
+    selected: gr.State
 
     @property
     def inputs(self) -> dict[str, gr.components.Component]:
@@ -95,8 +100,8 @@ def build_demo(studio: Engine) -> gr.Blocks:
 
 def build_page(limits: ModelLimits) -> Page:
     """Lay out the page inside the current Blocks: settings on the left, pictures on the right."""
-    # Per browser session: its cancel flag, its history, its last run.
-    states = gr.State(RunControl()), gr.State([]), gr.State([])
+    # Per browser session: its cancel flag, its history, its last run, the result it selected.
+    states = gr.State(RunControl()), gr.State([]), gr.State([]), gr.State(None)
     gr.Markdown("# Studio\nType what you want to see, pick a format, press **Generate**.")
     status = gr.Markdown(label="Status", elem_id="status")
     controls = {}
@@ -106,14 +111,19 @@ def build_page(limits: ModelLimits) -> Page:
         with gr.Column(scale=3, min_width=320):
             gallery = gr.Gallery(label="Results", format="png", columns=2, height=720, object_fit="contain",
                                  buttons=["download", "fullscreen"], interactive=False, elem_id="results")
+            with gr.Row():
+                use_result = gr.Button("Use this result", size="sm", elem_id="use-result")
+                vary_subtle = gr.Button("Vary (subtle)", size="sm", elem_id="vary-subtle")
+                vary_strong = gr.Button("Vary (strong)", size="sm", elem_id="vary-strong")
             comparison = gr.ImageSlider(label="Before / after", format="png", type="filepath",
                                         visible=False, interactive=False, elem_id="comparison")
             history_gallery = gr.Gallery(label="History (this browser session, newest first)", format="png",
                                          columns=8, height=220, object_fit="contain", interactive=False,
                                          fit_columns=False, buttons=["download"], elem_id="history")
     return Page(controls=controls, status=status, run=run, cancel=cancel, image_format=image_format, reuse=reuse,
-                examples=examples, gallery=gallery, comparison=comparison, history_gallery=history_gallery, run_control=states[0],
-                history=states[1], last_run=states[2])
+                examples=examples, gallery=gallery, comparison=comparison, history_gallery=history_gallery,
+                use_result=use_result, vary_subtle=vary_subtle, vary_strong=vary_strong, run_control=states[0],
+                history=states[1], last_run=states[2], selected=states[3])
 
 
 def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.Button, gr.Dropdown, gr.File,
@@ -140,6 +150,8 @@ def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.B
         with gr.Row():
             place("seed")
         place("sampling")
+    with gr.Accordion("Start from an image", open=False, elem_id="from-image"):
+        place(FROM_IMAGE)
     with gr.Accordion("Post-processing", open=False, elem_id="postprocess"):
         place(POSTPROCESS)
     with gr.Accordion("Reuse settings", open=False, elem_id="reuse"):
@@ -161,9 +173,20 @@ def wire(demo: gr.Blocks, page: Page, handlers: StudioHandlers, max_batch: int) 
         api_name="generate", concurrency_limit=max_batch, concurrency_id=DEVICE_QUEUE,
         show_progress_on=page.gallery)
     generate_event.then(handlers.show_run, inputs=[page.history, page.last_run],
-                        outputs=[page.history_gallery, page.comparison], **quiet)
-    page.cancel.click(handlers.cancel, inputs=page.run_control, outputs=page.status, cancels=[generate_event],
-                      api_name="cancel", queue=False)
+                        outputs=[page.history_gallery, page.comparison, page.selected], **quiet)
+    run_outputs = [page.gallery, page.comparison, controls["seed"], page.status, page.history, page.last_run]
+    vary_events = [
+        button.click(vary, inputs_kwargs={**{control.name: controls[control.name] for control in CONTROLS},
+                                          "selected": page.selected, "run_control": page.run_control,
+                                          "history": page.history},
+                     outputs=run_outputs, api_visibility="private", concurrency_limit=max_batch,
+                     concurrency_id=DEVICE_QUEUE, show_progress_on=page.gallery)
+        for button, vary in ((page.vary_subtle, handlers.vary_subtle), (page.vary_strong, handlers.vary_strong))]
+    for event in vary_events:
+        event.then(handlers.show_run, inputs=[page.history, page.last_run],
+                   outputs=[page.history_gallery, page.comparison, page.selected], **quiet)
+    page.cancel.click(handlers.cancel, inputs=page.run_control, outputs=page.status,
+                      cancels=[generate_event, *vary_events], api_name="cancel", queue=False)
 
     size = [controls["width"], controls["height"]]
     page.image_format.input(handlers.apply_format, inputs=page.image_format, outputs=size, **quiet)
@@ -173,7 +196,11 @@ def wire(demo: gr.Blocks, page: Page, handlers: StudioHandlers, max_batch: int) 
     gr.on(triggers=[mode.change for mode in modes], fn=handlers.show_postprocess_controls, inputs=modes,
           outputs=[controls[name] for name in ("denoise_strength", "color_reference", "color_palette",
                                                "color_strength", "upscaler")], **quiet)
-    page.gallery.select(handlers.show_comparison, inputs=page.last_run, outputs=page.comparison, **quiet)
+    page.gallery.select(handlers.select_result, inputs=page.last_run, outputs=[page.comparison, page.selected],
+                        **quiet)
+    page.use_result.click(handlers.use_result, inputs=page.selected, outputs=controls[INPUT_PICTURE], **quiet)
+    controls[INPUT_PICTURE].change(handlers.show_input_picture, inputs=controls[INPUT_PICTURE],
+                                   outputs=controls[MASK], **quiet)
     # Queued, so that its warnings reach the visitor (Gradio shows `gr.Warning` only in queued events).
     page.reuse.upload(handlers.reuse_settings, inputs=page.reuse, outputs=list(page.restorable.values()),
                       api_visibility="private", concurrency_limit=None, show_progress="hidden")

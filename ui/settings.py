@@ -1,9 +1,10 @@
 """Between the generate controls' values and the engine's settings, in both directions.
 
-`build_request` turns the values (by control name, see `ui.controls.CONTROLS`) into a
-`GenerationRequest`; `controls_from_request` turns a stored picture's request back into values.
-Neither knows about gradio: the engine's `ValueError` sentences pass through unchanged for the
-handlers to show.
+`read_pictures` reads the "Start from an image" panel's pictures with `pipeline.conditioning`;
+`build_request` turns the values (by control name, see `ui.controls.CONTROLS`) and those pictures
+into a `GenerationRequest`; `controls_from_request` turns a stored picture's request back into
+values, and `pictures_to_upload` names the input pictures it was made from. None knows about
+gradio: the engine's `ValueError` sentences pass through unchanged for the handlers to show.
 """
 from __future__ import annotations
 
@@ -11,15 +12,23 @@ import dataclasses
 import ntpath
 import re
 from pathlib import Path
+
+import numpy as np
 from typing import Any, Mapping
 
+from PIL import Image
+
+from pipeline.conditioning import InputImage, Mask, read_input_image, read_mask
 from pipeline.postprocess import PostprocessSettings
 from pipeline.request import GenerationRequest
-from ui.controls import CONTROL_NAMES, OFF, POSTPROCESS, defaults, in_section
+from ui.controls import CONTROL_NAMES, INPUT_PICTURE, MASK, OFF, POSTPROCESS, defaults, in_section
 
+# The pictures of the "Start from an image" panel, read by `read_pictures` before the request is built.
+PICTURE_CONTROLS = (INPUT_PICTURE, MASK)
 # The controls that are `GenerationRequest` fields of the same name; the post-processing panel's
 # controls make its `postprocess` field, and random_seed chooses the seed.
-REQUEST_CONTROLS = tuple(field.name for field in dataclasses.fields(GenerationRequest) if field.name in CONTROL_NAMES)
+REQUEST_CONTROLS = tuple(field.name for field in dataclasses.fields(GenerationRequest)
+                         if field.name in CONTROL_NAMES and field.name not in PICTURE_CONTROLS)
 POSTPROCESS_CONTROLS = tuple(control.name for control in in_section(POSTPROCESS))
 PALETTE_SEPARATOR = re.compile(r"[\s,;]+")
 
@@ -58,27 +67,63 @@ def build_postprocess(values: Mapping[str, Any]) -> PostprocessSettings:
         upscaler=values["upscaler"] if upscale != 1 and values["upscaler"] else None)
 
 
-def build_request(values: Mapping[str, Any]) -> GenerationRequest:
-    """The request the controls describe (the seed as given: random_seed is the handler's);
-    ValueError (naming the field) when a value is out of range."""
+def painted(editor: Mapping[str, Any] | None) -> Image.Image | None:
+    """The mask editor's value ({"background", "layers", "composite"}, layers as PIL pictures) as one
+    brush layer: white where any layer is painted, transparent elsewhere; None when nothing is.
+
+    Only the layers' transparency counts, so the brush colour does not matter, and the background
+    (the input picture shown under the brush) never becomes part of the mask.
+    """
+    layers = [layer for layer in (editor or {}).get("layers") or () if isinstance(layer, Image.Image)]
+    alphas = [np.asarray(layer.convert("RGBA").getchannel("A")) for layer in layers]  # (H, W) each
+    if len({alpha.shape for alpha in alphas}) > 1:
+        raise ValueError("mask: its layers differ in size; paint them on one picture")
+    coverage = np.maximum.reduce(alphas) if alphas else None
+    if coverage is None or not coverage.any():
+        return None
+    brush = Image.new("RGBA", coverage.shape[::-1], (255, 255, 255, 0))
+    brush.putalpha(Image.fromarray(coverage))
+    return brush
+
+
+def read_pictures(values: Mapping[str, Any]) -> tuple[InputImage | None, Mask | None]:
+    """The input picture (a file path) and the painted mask, read and checked; ValueError in a
+    sentence naming the input, and the file by its base name only."""
+    path, brush = values.get(INPUT_PICTURE), painted(values.get(MASK))
+    if not path:
+        if brush is not None:
+            raise ValueError("mask needs an init_image: upload the picture to repaint under Start from an image")
+        return None, None
+    init_image = read_input_image(path, INPUT_PICTURE)
+    mask = None if brush is None else read_mask(brush, init_image.size, MASK)
+    return init_image, mask
+
+
+def build_request(values: Mapping[str, Any], init_image: InputImage | None = None,
+                  mask: Mask | None = None) -> GenerationRequest:
+    """The request the controls describe, from the pictures `read_pictures` read (the seed as
+    given: random_seed is the handler's); ValueError (naming the field) when a value is out of range."""
     postprocess = build_postprocess(values)
     fields = {name: whole(values[name]) for name in REQUEST_CONTROLS}
     fields["negative_prompt"] = fields["negative_prompt"] or ""
-    return GenerationRequest(**fields, postprocess=postprocess)
+    return GenerationRequest(**fields, postprocess=postprocess, init_image=init_image, mask=mask)
 
 
 def controls_from_request(request: GenerationRequest) -> dict[str, Any]:
     """Control values, by control name, that regenerate `request` (a stored image's whole batch).
 
-    The colour reference and the upscaler are left empty: the paths a picture's settings name are
-    files of the machine that made it, and a path given to a component is a file the page serves.
-    `files_to_upload` names what the visitor has to upload again.
+    The input picture, the mask, the colour reference and the upscaler are left empty: the paths a
+    picture's settings name are files of the machine that made it, and a path given to a component
+    is a file the page serves. `files_to_upload` and `pictures_to_upload` name what the visitor has
+    to give again.
     """
     post = request.postprocess
     denoise = OFF if post.denoise is None else "auto" if post.denoise == "auto" else "manual"
     return {
         **defaults(),
         **{name: getattr(request, name) for name in REQUEST_CONTROLS},
+        INPUT_PICTURE: None,
+        MASK: None,
         "denoise": denoise,
         "denoise_strength": post.denoise if denoise == "manual" else defaults()["denoise_strength"],
         "color": post.color or OFF,
@@ -94,6 +139,15 @@ def files_to_upload(post: PostprocessSettings) -> list[str]:
     files = [("the colour reference", post.color_reference), ("the learned upscaler", post.upscaler)]
     # ntpath splits at both / and \, so a path written on Windows loses its folders too.
     return [f"{what} {ntpath.basename(path)!r}" for what, path in files if path]
+
+
+def pictures_to_upload(settings: Mapping[str, Any]) -> list[str]:
+    """The input pictures a stored image was made from, as a sentence names them: by the start of
+    their SHA-256 and their size (the settings hold no picture and the page reads no path from them),
+    e.g. ["the input picture 1a2b3c4d5e6f... (512x512)"]."""
+    named = [("the input picture", settings.get(INPUT_PICTURE)), ("the mask", settings.get(MASK))]
+    return [f"{what} {record['sha256'][:12]}... ({record.get('width')}x{record.get('height')})"
+            for what, record in named if isinstance(record, dict) and isinstance(record.get("sha256"), str)]
 
 
 def without_folders(message: str, path: str) -> str:
