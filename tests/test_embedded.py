@@ -140,6 +140,55 @@ def test_shipped_model_follows_24_held_out_prompts(studio):
     assert unseen and accuracy(unseen)["all"] >= UNSEEN_ALL_THRESHOLD - 10, accuracy(unseen)
 
 
+def test_shape_box_mask_covers_the_shape_with_its_margin():
+    from pipeline.embedded.evaluate import BOX_MARGIN, shape_box_mask
+
+    scene = data.Scene("triangle", "red", "white", "left", "small")
+    picture = data.render(scene, embedded.NATIVE_SIZE, random.Random(5))
+    mask = shape_box_mask(picture, scene)
+    shape = (picture != data.COLOURS["white"]).any(axis=-1)
+    assert (mask[shape] == 255).all()
+    ys, xs = np.nonzero(mask)
+    shape_ys, shape_xs = np.nonzero(shape)
+    assert xs.min() == max(shape_xs.min() - BOX_MARGIN, 0) and ys.max() == shape_ys.max() + BOX_MARGIN
+
+
+def test_extended_canvas_is_read_in_the_pictures_own_coordinates():
+    from pipeline.embedded.evaluate import read_extended
+
+    scene = data.Scene("circle", "blue", "yellow", "right", "large")
+    picture = data.render(scene, 64, random.Random(6))
+    canvas = np.zeros((64, 128, 3), dtype=np.uint8)
+    canvas[:] = data.COLOURS["yellow"]
+    canvas[:, 32:96] = picture
+    assert read_extended(canvas, scene, 32) == {"border": 100.0, "position": True, "shape": True}
+    canvas[20:44, 0:24] = data.COLOURS["blue"]  # a second shape in the left border
+    reading = read_extended(canvas, scene, 32)
+    assert not reading["position"] and reading["border"] == pytest.approx(100 * (1 - 24 * 24 / (64 * 64)))
+
+
+@pytest.mark.parametrize("task", ["inpaint", "extend", "vary"])
+def test_image_task_scores_pictures_into_its_table(studio, task):
+    from pipeline.embedded.evaluate import IMAGE_FIGURES, SCORERS, image_table, rendered_inputs
+
+    rows = SCORERS[task](studio, rendered_inputs(2), embedded.DEFAULT_STEPS, embedded.DEFAULT_GUIDANCE)
+    lines = image_table(task, rows).splitlines()
+    assert all(figure.name in lines[0] for figure in IMAGE_FIGURES[task])
+    assert len(lines) == len(rows) + 2 and lines[-1].startswith("threshold")
+    assert all(row["n"] == 2 for row in rows.values())
+    if task == "inpaint":  # feather 0: every pixel outside the mask is the input's
+        assert [row["outside identical"] for row in rows.values()] == [2, 2]
+
+
+def test_evaluate_command_runs_an_image_task(capsys):
+    from pipeline.commands import main
+
+    assert main(["evaluate-embedded", "--task", "vary", "--limit", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "vary on 1 rendered 64x64 pictures" in printed and "all five kept" in printed
+    assert "threshold" in printed
+
+
 def test_a_retrained_copy_runs_with_the_embedded_settings(tmp_path):
     """`evaluate-embedded --model DIR` (a `train --out DIR` folder) uses the embedded preset's settings."""
     import shutil
