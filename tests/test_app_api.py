@@ -19,6 +19,7 @@ import ui
 from helpers.pixels import assert_within_one_level
 from helpers.studios import SpyStudio
 from helpers.waiting import wait_until
+from pipeline.conditioning import extend
 from pipeline.metadata import read_settings, request_from_settings
 from pipeline.request import MAX_SEED, GenerationRequest
 from ui.engine import Engine
@@ -99,6 +100,25 @@ def test_image_to_image_at_strength_0_and_inpainting_keep_the_input_pixels(clien
     assert np.array_equal(result[kept], pixels[kept])  # exactly, with no feather
     assert not np.array_equal(result[~kept], pixels[~kept])
     assert read_settings(images[0]["image"])["mode"] == "inpaint"
+
+
+def test_extend_to_a_format_keeps_the_input_pixels_where_the_canvas_puts_them(client, tmp_path):
+    picture = tmp_path / "input.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(picture)
+    images, _, _, _ = client.predict(prompt=PROMPT, seed=2, init_image=handle_file(picture), extend_to="banner",
+                                     extend_anchor="left", api_name="/generate")
+    result = Image.open(images[0]["image"])
+    # The 2:1 format of the embedded model.
+    assert (result.format, result.size) == ("PNG", (128, 64))
+    canvas, mask = extend(Image.fromarray(pixels), 128, 64, "left")
+    kept = np.asarray(mask) == 0
+    assert kept.sum() == 64 * 64 and kept[:, :64].all()
+    result = np.asarray(result.convert("RGB"))
+    assert np.array_equal(result[kept], np.asarray(canvas)[kept])  # exactly, with no feather
+    assert not np.array_equal(result[~kept], np.asarray(canvas)[~kept])
+    settings = read_settings(images[0]["image"])
+    assert (settings["mode"], settings["extend"]) == ("extend", {"width": 128, "height": 64, "anchor": "left"})
 
 
 def test_a_mask_editor_value_naming_a_server_path_is_refused(app, client):

@@ -59,6 +59,39 @@ def test_bench_writes_every_key(tiny_folder, tmp_path, capsys):
     assert "stock diffusers __call__" in table and "4 requests as one batch" in table
 
 
+@pytest.mark.parametrize("name, stock", [("z-image", "ZImageImg2ImgPipeline"), ("sana", None)])
+def test_bench_times_image_to_image(name, stock, tiny_folder, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", str(tiny_folder(name)), "--width", "32", "--height", "32", "--steps", "2",
+                 "--repeat", "1", "--skip-first-image", "--json", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["img2img_strength"] == 0.5 and results["img2img_skipped"] is None
+    assert results["img2img_s"] > 0 and results["img2img_ratio_to_text"] > 0
+    assert results["img2img_stock_pipeline"] == stock
+    table = capsys.readouterr().out
+    assert "image-to-image 0.5, studio, warm prompt" in table
+    if stock is None:
+        assert results["img2img_stock_s"] is None and results["img2img_ratio_to_stock"] is None
+        assert "no diffusers image-to-image pipeline" in table
+    else:
+        assert results["img2img_stock_s"] > 0 and results["img2img_ratio_to_stock"] > 0
+        assert f"image-to-image 0.5, stock {stock}" in table
+        assert "no diffusers image-to-image pipeline" not in table
+
+
+def test_bench_skips_image_to_image_where_refused(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", str(tiny_folder("flux2-klein")), "--width", "32", "--height", "32",
+                 "--steps", "2", "--repeat", "1", "--skip-first-image", "--json", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["img2img_skipped"].startswith("image-to-image is not available for")
+    assert results["img2img_s"] is None and results["img2img_stock_s"] is None
+    lines = [line for line in capsys.readouterr().out.splitlines() if "image-to-image" in line]
+    assert len(lines) == 1 and "skipped" in lines[0]
+
+
 def test_bench_unknown_arch_is_one_line(capsys):
     assert main(["bench", "--arch", "sdxl", "--device", "cpu"]) == 2
     assert capsys.readouterr().err == "error: unknown architecture 'sdxl'; known: sana-sprint-1.6b, z-image-turbo\n"

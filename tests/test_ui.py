@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import ui
+from pipeline.conditioning import Extend
 from pipeline.metadata import image_settings, save_png
 from pipeline.models import PRESETS
 from pipeline.postprocess import PostprocessSettings
@@ -35,12 +36,16 @@ EMBEDDED = PRESETS["embedded"].limits
 UNTOUCHED = {**defaults(), "prompt": "a red circle"}
 
 
-class FakeStudio:
-    """A studio of the embedded model's shape (`ui.engine.Engine`) that draws a black picture
-    and records the requests it was given."""
+EVERY_MODE = ("text", "image", "inpaint", "extend")
 
-    def __init__(self, limits: ModelLimits = EMBEDDED):
+
+class FakeStudio:
+    """A studio of the embedded model's shape (`ui.engine.Engine`) that serves `modes`, draws a
+    black picture and records the requests it was given."""
+
+    def __init__(self, limits: ModelLimits = EMBEDDED, modes: tuple[str, ...] = EVERY_MODE):
         self.limits = limits
+        self.modes = modes
         self.source = SimpleNamespace(reference="embedded")
         self.family = SimpleNamespace(pipeline_class="SanaPipeline")
         self.device = "cpu"
@@ -83,7 +88,7 @@ def test_the_generate_endpoint_is_the_declaration_in_order_with_its_defaults(tmp
     assert [p["parameter_name"] for p in parameters] == list(CONTROL_NAMES) == [
         "prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height", "num_images",
         "denoise", "denoise_strength", "color", "color_reference", "color_palette", "color_strength", "upscale",
-        "upscaler", "init_image", "strength", "mask", "mask_feather"]
+        "upscaler", "init_image", "strength", "mask", "mask_feather", "extend_to", "extend_anchor"]
     api_defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters if p["parameter_has_default"]}
     # Model-dependent controls start at the model's values; every other one at its declared default.
     assert api_defaults == {**defaults(), "steps": 8, "guidance": 2.0, "width": 64, "height": 64}
@@ -106,12 +111,11 @@ def test_every_value_an_event_takes_is_checked_under_its_name():
 
 
 def test_every_control_is_a_request_field_a_postprocess_setting_or_the_seed_choice():
-    # Extending a picture (outpainting) is served by the engine only; the page does not offer it.
-    engine_only = {"extend"}
-    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess"} - engine_only
+    # Extending a picture (outpainting) is two controls: the format of the canvas and the anchor.
+    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess", "extend"}
     panel = {control.name for control in in_section(POSTPROCESS)}
     assert panel == set(PostprocessSettings.__dataclass_fields__) | {"denoise_strength"}
-    assert set(CONTROL_NAMES) == request_fields | panel | {"random_seed"}
+    assert set(CONTROL_NAMES) == request_fields | panel | {"random_seed", "extend_to", "extend_anchor"}
     assert [control.name for control in CONTROLS if control.default is REQUIRED] == ["prompt"]
 
 
@@ -383,6 +387,57 @@ def test_reuse_settings_of_an_inpainted_png_asks_for_its_pictures_and_redraws_it
     generate(handlers, **{**{name: restored[name] for name in CONTROL_NAMES}, "init_image": str(picture),
                           "mask": editor})
     assert studio.requests[-1] == made
+
+
+def built(demo: gr.Blocks) -> dict:
+    """The page's components and layout blocks by elem_id."""
+    return {block.elem_id: block for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+
+
+def test_what_starts_from_a_picture_is_shown_only_for_the_modes_the_model_serves():
+    starts_from_a_picture = ("from-image", "use-result", "vary-subtle", "vary-strong")
+    text_only = built(ui.build_demo(FakeStudio(modes=("text",))))
+    assert [text_only[name].visible for name in starts_from_a_picture] == [False] * 4
+    assert [text_only[name].visible for name in ("mask", "extend-to", "extend-anchor")] == [False] * 3
+
+    no_extend = built(ui.build_demo(FakeStudio(modes=("text", "image", "inpaint"))))
+    assert [no_extend[name].visible for name in starts_from_a_picture] == [True] * 4
+    assert [no_extend[name].visible for name in ("mask", "extend-to", "extend-anchor")] == [True, False, False]
+
+    image_only = built(ui.build_demo(FakeStudio(modes=("text", "image"))))
+    assert (image_only["from-image"].visible, image_only["init-image"].visible, image_only["mask"].visible) == (
+        True, True, False)
+
+    every_mode = built(ui.build_demo(FakeStudio()))
+    assert all(every_mode[name].visible for name in (*starts_from_a_picture, "mask", "extend-to", "extend-anchor"))
+    # The formats of this model, as the Format dropdown names them, and off.
+    assert every_mode["extend-to"].choices == [("Off", "off"), *format_choices(EMBEDDED)[:-1]]
+    assert every_mode["extend-anchor"].value == "center"
+
+
+def test_extend_to_a_format_sets_the_canvas_and_reuse_settings_restores_it(tmp_path):
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(picture)
+    studio = FakeStudio()
+    handlers = handlers_for(tmp_path, studio)
+    # Width and height follow the format, whatever the boxes say.
+    *_, last_run = generate(handlers, **{**UNTOUCHED, "init_image": str(picture), "width": 96, "height": 96,
+                                         "extend_to": "story", "extend_anchor": "top-left"})
+    made = studio.requests[-1]
+    story = format_size(FORMATS[2], EMBEDDED)
+    assert (made.mode, made.extend, (made.width, made.height)) == ("extend", Extend.to(*story, "top-left"), story)
+
+    assert handlers.apply_extend("story") == (*story, "story")
+    with pytest.warns(UserWarning):
+        restored = restore(handlers, last_run[0].path)
+    assert (restored["extend_to"], restored["extend_anchor"]) == ("story", "top-left")
+    generate(handlers, **{**{name: restored[name] for name in CONTROL_NAMES}, "init_image": str(picture)})
+    assert studio.requests[-1] == made
+
+    with pytest.raises(gr.Error, match="extend needs an init_image"):
+        generate(handlers, **{**UNTOUCHED, "extend_to": "story"})
+    with pytest.raises(gr.Error, match="extend_to must be 'off' or a format"):
+        generate(handlers, **{**UNTOUCHED, "init_image": str(picture), "extend_to": "poster"})
 
 
 def test_ui_imports_no_torch_and_app_reports_a_missing_model_in_one_line():

@@ -334,3 +334,28 @@ def test_inpaint_a_painted_stroke_vary_the_result_and_reuse_its_settings(app_url
     urls = generate(page)
     redrawn, _ = fetch_image(page, urls[0])
     assert largest_difference(redrawn, made) == 0
+
+
+def test_extend_a_picture_to_a_format(app_url, open_session, screenshots, tmp_path):
+    page = open_session(app_url)
+    picture = tmp_path / "input.png"
+    pixels = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(picture)
+    page.fill("#prompt textarea", PROMPT)
+    page.click("#from-image button.label-wrap")
+    page.set_input_files("#init-image input[type=file]", picture)
+    page.click("#extend-to input")
+    page.get_by_role("option", name=re.compile(r"^Link \W ad banner")).click()
+    # The size follows the canvas the picture is extended to.
+    expect(page.locator("#width input")).to_have_value("128")
+    expect(page.locator("#height input")).to_have_value("64")
+    expect(page.locator("#format input")).to_have_value(re.compile(r"^Link / ad banner"))
+    urls = generate(page)
+    page.screenshot(path=screenshots / "12-extended.png", full_page=True)
+    extended, body = fetch_image(page, urls[0])
+    assert extended.size == (128, 64)
+    result = np.asarray(extended.convert("RGB"))
+    assert np.array_equal(result[:, 32:96], pixels)  # centred, every pixel of the picture exactly
+    made = tmp_path / "extended.png"
+    made.write_bytes(body)
+    assert read_settings(made)["extend"] == {"width": 128, "height": 64, "anchor": "center"}

@@ -4,7 +4,8 @@ Each `Control` is one input of the `generate` event: a component on the page and
 the `/generate` API endpoint, both named `name`. It carries its kind of component, its label, its
 default, its static limits, its description (`info`, shown under it) and the section of the page
 it sits in. What depends on the loaded model (the step and guidance ranges, the default size)
-comes from the model's `ModelLimits` when the page is built (`per_model`).
+comes from the model's `ModelLimits` when the page is built (`per_model`); a control of an image
+mode the model does not serve (`modes`) is built hidden.
 
 `CONTROLS` is read by the layout (which builds each control in its section), the wiring (the
 event's inputs, in this order: the API page's order), `StudioHandlers.generate` (which receives
@@ -19,8 +20,9 @@ from typing import Any, Callable, Mapping
 
 import gradio as gr
 
-from pipeline.conditioning import MAX_FEATHER
+from pipeline.conditioning import ANCHORS, MAX_FEATHER
 from pipeline.request import DEFAULT_STRENGTH, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, ModelLimits
+from ui.formats import FORMATS, format_size
 
 OFF = "off"
 DENOISE_MODES = (("Off", OFF), ("Auto (estimate the noise)", "auto"), ("Strength", "manual"))
@@ -39,6 +41,8 @@ POSTPROCESS = "postprocess"
 FROM_IMAGE = "from_image"
 # Reuse settings and Vary set these on the page; the caller of the API leaves them out for text-to-image.
 INPUT_PICTURE, MASK = "init_image", "mask"
+# Outpainting: the format whose size the input picture is extended to (or OFF), and where it sits.
+EXTEND_TO, EXTEND_ANCHOR = "extend_to", "extend_anchor"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,14 +64,16 @@ class Control:
     options: Mapping[str, Any] = field(default_factory=dict)
     # Component arguments that depend on the model: value, limits, visibility.
     per_model: Callable[[ModelLimits], dict[str, Any]] | None = None
+    # The modes (`GenerationRequest.mode`) the control serves; hidden when the model serves none of them.
+    modes: tuple[str, ...] = ()
 
     @property
     def nullable(self) -> bool:
         """Whether a caller may send null for it, meaning "the model's default" or "no file"."""
         return self.default is None
 
-    def build(self, limits: ModelLimits) -> gr.components.Component:
-        """The component for a model with these limits."""
+    def build(self, limits: ModelLimits, modes: tuple[str, ...]) -> gr.components.Component:
+        """The component for a model with these limits that serves these modes."""
         arguments = {"label": self.label, "elem_id": self.name.replace("_", "-"),
                      "value": None if self.default is REQUIRED else self.default, **self.options}
         static = {"minimum": self.minimum, "maximum": self.maximum, "step": self.step, "info": self.info,
@@ -75,6 +81,8 @@ class Control:
         arguments.update({name: value for name, value in static.items() if value is not None})
         if self.per_model is not None:
             arguments.update(self.per_model(limits))
+        if self.modes and not set(self.modes) & set(modes):
+            arguments["visible"] = False
         return self.kind(**arguments)
 
 
@@ -97,6 +105,12 @@ def _width(limits: ModelLimits) -> dict:
 def _height(limits: ModelLimits) -> dict:
     return {"value": limits.default_height, "minimum": limits.size_multiple, "step": limits.size_multiple,
             "info": f"at most {limits.max_pixels:,} pixels"}
+
+
+def _extend_formats(limits: ModelLimits) -> dict:
+    choices = [(f"{fmt.name} ({width}x{height})", fmt.key)
+               for fmt, (width, height) in ((fmt, format_size(fmt, limits)) for fmt in FORMATS)]
+    return {"choices": [("Off", OFF), *choices]}
 
 
 CONTROLS = (
@@ -143,9 +157,17 @@ CONTROLS = (
     Control(name=MASK, kind=gr.ImageEditor, label="Mask: paint what should change", section=FROM_IMAGE,
             options={"type": "pil", "image_mode": "RGBA", "format": "png", "sources": ["upload"],
                      "transforms": (), "layers": False, "height": 320,
-                     "brush": gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=12)}),
+                     "brush": gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=12)},
+            modes=("inpaint",)),
     Control(name="mask_feather", kind=gr.Slider, label="Mask feather (pixels)", section=FROM_IMAGE, default=0,
-            minimum=0, maximum=MAX_FEATHER, step=1, info="a soft edge where the repainted part meets the rest"),
+            minimum=0, maximum=MAX_FEATHER, step=1, info="a soft edge where the repainted part meets the rest",
+            modes=("inpaint", "extend")),
+    # Last, after the controls the API had before them, so that positional callers keep working.
+    Control(name=EXTEND_TO, kind=gr.Dropdown, label="Extend to", section=FROM_IMAGE, default=OFF,
+            info="the input picture placed on a canvas of this format, the new border drawn",
+            per_model=_extend_formats, modes=("extend",)),
+    Control(name=EXTEND_ANCHOR, kind=gr.Dropdown, label="Place the picture at", section=FROM_IMAGE,
+            default="center", choices=tuple((anchor, anchor) for anchor in ANCHORS), modes=("extend",)),
 )
 CONTROL_NAMES = tuple(control.name for control in CONTROLS)
 

@@ -25,7 +25,7 @@ class ModelFamily(Protocol):
 
 @runtime_checkable
 class Engine(Protocol):
-    """One loaded model: its limits, where it came from and runs, and `generate`."""
+    """One loaded model: its limits, the modes it serves, where it came from and runs, and `generate`."""
 
     @property
     def limits(self) -> ModelLimits: ...
@@ -38,6 +38,10 @@ class Engine(Protocol):
 
     @property
     def device(self) -> str: ...
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes the model serves, of "text", "image", "inpaint" and "extend" (`GenerationRequest.mode`)."""
 
     @property
     def max_batch(self) -> int:

@@ -18,23 +18,23 @@ from typing import Any
 
 import gradio as gr
 
-from pipeline.conditioning import read_input_image
+from pipeline.conditioning import Extend, read_input_image
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.request import CANCEL, MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
-from ui.controls import INPUT_PICTURE, MASK, OFF, takes_controls
+from ui.controls import INPUT_PICTURE, OFF, takes_controls
 from ui.engine import Engine
 from ui.errors import refuse
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 from ui.runs import Run, RunControl
-from ui.settings import (build_request, controls_from_request, describe_source, files_to_upload, pictures_to_upload,
-                         read_pictures, without_folders)
+from ui.settings import (build_request, controls_from_request, describe_source, extend_controls, files_to_upload,
+                         pictures_to_upload, read_extend, read_pictures, without_folders)
 
 # Newest first; older entries drop off so one long session cannot grow without bound.
 HISTORY_LIMIT = 48
 # The strengths of the Vary buttons: a variation that keeps the picture, and a looser one.
 SUBTLE, STRONG = 0.3, 0.6
 # The settings fields of the image modes; Reuse settings reads the rest as a text-to-image record.
-IMAGE_MODE_FIELDS = ("mode", "init_image", "mask", "strength", "mask_feather")
+IMAGE_MODE_FIELDS = ("mode", "init_image", "mask", "strength", "mask_feather", "extend")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ class StudioHandlers:
     @takes_controls
     async def generate(self, run_control: RunControl, history: list, progress=gr.Progress(), **values):
         """Generate images from a prompt, or from an input picture (init_image, with strength) and a
-        mask painted over it (white = repaint, softened by mask_feather pixels).
+        mask painted over it (white = repaint, softened by mask_feather pixels), or extend the input
+        picture to a format (extend_to, the picture placed at extend_anchor; width and height are the
+        format's size then).
 
         Returns the images (PNGs with their settings inside, captioned with their seeds), the first
         image before and after post-processing (the same file twice when none ran), the seed of the
@@ -100,7 +102,7 @@ class StudioHandlers:
 
     def _variation(self, values: dict, selected: ImagePair, strength: float) -> GenerationRequest:
         """The controls' request, from the selected result at `strength`, with the seeds after its own
-        (seed + 1, ... for the chosen number of images); no mask."""
+        (seed + 1, ... for the chosen number of images); no mask, no extend."""
         try:
             values = {**values, "seed": selected.seed + 1, "strength": strength}
             return build_request(values, read_input_image(selected.path, INPUT_PICTURE))
@@ -133,7 +135,7 @@ class StudioHandlers:
             if values["random_seed"]:
                 # Low enough that every image of a full batch (seed, seed+1, ...) stays in range.
                 values = {**values, "seed": secrets.randbelow(MAX_SEED - MAX_IMAGES + 2)}
-            return build_request(values, *read_pictures(values))
+            return build_request(values, *read_pictures(values), read_extend(values, self.studio.limits))
         except ValueError as error:
             raise refuse(without_folders(str(error), values.get(INPUT_PICTURE) or "")) from None
 
@@ -176,6 +178,13 @@ class StudioHandlers:
         if format_key not in FORMATS_BY_KEY:
             return gr.update(), gr.update()
         return format_size(FORMATS_BY_KEY[format_key], self.studio.limits)
+
+    def apply_extend(self, format_key: str):
+        """A format to extend to chosen: the width, height and format become the canvas's, as the
+        request's will be."""
+        if format_key not in FORMATS_BY_KEY:
+            return gr.update(), gr.update(), gr.update()
+        return *format_size(FORMATS_BY_KEY[format_key], self.studio.limits), format_key
 
     def match_format(self, width, height) -> str:
         """Width or height typed: the preset with exactly that size, or custom."""
@@ -237,13 +246,14 @@ class StudioHandlers:
             # Checked by the request's own rules, with the sentence that names the field.
             request = request.replace(**{name: settings[name] for name in ("strength", "mask_feather")
                                          if name in settings})
+            extend = Extend.from_dict(settings["extend"]) if "extend" in settings else None
         except ValueError as error:
             reason = without_folders(str(error), png)
             return {self.controls["status"]: f"{self._status()} · nothing was restored: {reason}"}
         if settings.get("model") != self.studio.source.reference:
             warn(f"This image was made with {settings.get('model')!r}; this studio runs "
                  f"{self.studio.source.reference!r}, so the pixels will differ.")
-        values = controls_from_request(request)
+        values = {**controls_from_request(request), **extend_controls(extend, self.studio.limits)}
         updates = {self.controls[name]: value for name, value in values.items()}
         updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
         status = f"{self._status()} · settings restored from {describe_source(settings)}"

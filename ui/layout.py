@@ -19,7 +19,7 @@ import gradio as gr
 
 from pipeline.request import ModelLimits
 from ui.admission import CheckedBlocks
-from ui.controls import CONTROLS, FROM_IMAGE, INPUT_PICTURE, MASK, POSTPROCESS, in_section
+from ui.controls import CONTROLS, EXTEND_TO, FROM_IMAGE, INPUT_PICTURE, MASK, POSTPROCESS, in_section
 from ui.engine import Engine
 from ui.formats import format_choices, format_for_size
 from ui.handlers import StudioHandlers
@@ -35,6 +35,8 @@ DEVICE_QUEUE = "device"
 # (every, age) in seconds: each hour, delete generated and uploaded files older than a day.
 DELETE_CACHE = (3600, 86400)
 DEFAULT_QUEUE_SIZE = 16
+# The modes that start from an input picture: the "Start from an image" panel serves them.
+IMAGE_MODES = {"image", "inpaint", "extend"}
 LAUNCH_OPTIONS = {
     # Uploads are PNGs to reuse, input pictures, colour references and learned upscaler weights; the common
     # ESRGAN x4 weights are about 67 MB.
@@ -89,7 +91,7 @@ class Page:
 def build_demo(studio: Engine) -> gr.Blocks:
     """The Blocks app for one loaded studio."""
     with CheckedBlocks(title="Studio", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
-        page = build_page(studio.limits)
+        page = build_page(studio.limits, tuple(studio.modes))
         nullable = {control.name for control in CONTROLS if control.nullable}
         for name, component in page.inputs.items():
             demo.admit(component, name, nullable=name in nullable)
@@ -98,8 +100,9 @@ def build_demo(studio: Engine) -> gr.Blocks:
     return demo
 
 
-def build_page(limits: ModelLimits) -> Page:
-    """Lay out the page inside the current Blocks: settings on the left, pictures on the right."""
+def build_page(limits: ModelLimits, modes: tuple[str, ...]) -> Page:
+    """Lay out the page inside the current Blocks: settings on the left, pictures on the right. What
+    starts from a picture is shown only for a model that serves an image mode (`modes`)."""
     # Per browser session: its cancel flag, its history, its last run, the result it selected.
     states = gr.State(RunControl()), gr.State([]), gr.State([]), gr.State(None)
     gr.Markdown("# Studio\nType what you want to see, pick a format, press **Generate**.")
@@ -107,14 +110,16 @@ def build_page(limits: ModelLimits) -> Page:
     controls = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            run, cancel, image_format, reuse, examples = build_settings(limits, controls)
+            run, cancel, image_format, reuse, examples = build_settings(limits, modes, controls)
         with gr.Column(scale=3, min_width=320):
             gallery = gr.Gallery(label="Results", format="png", columns=2, height=720, object_fit="contain",
                                  buttons=["download", "fullscreen"], interactive=False, elem_id="results")
-            with gr.Row():
-                use_result = gr.Button("Use this result", size="sm", elem_id="use-result")
-                vary_subtle = gr.Button("Vary (subtle)", size="sm", elem_id="vary-subtle")
-                vary_strong = gr.Button("Vary (strong)", size="sm", elem_id="vary-strong")
+            # Both start from a result as an input picture: image-to-image, or inpainting once a mask is painted.
+            from_result = bool(set(modes) & {"image", "inpaint"})
+            with gr.Row(visible=from_result):
+                use_result = gr.Button("Use this result", size="sm", elem_id="use-result", visible=from_result)
+                vary_subtle = gr.Button("Vary (subtle)", size="sm", elem_id="vary-subtle", visible=from_result)
+                vary_strong = gr.Button("Vary (strong)", size="sm", elem_id="vary-strong", visible=from_result)
             comparison = gr.ImageSlider(label="Before / after", format="png", type="filepath",
                                         visible=False, interactive=False, elem_id="comparison")
             history_gallery = gr.Gallery(label="History (this browser session, newest first)", format="png",
@@ -126,14 +131,14 @@ def build_page(limits: ModelLimits) -> Page:
                 history=states[1], last_run=states[2], selected=states[3])
 
 
-def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.Button, gr.Dropdown, gr.File,
-                                                                  gr.Dataset]:
+def build_settings(limits: ModelLimits, modes: tuple[str, ...], controls: dict) -> tuple[
+        gr.Button, gr.Button, gr.Dropdown, gr.File, gr.Dataset]:
     """The left column: every generate control (into `controls`, by name), the buttons, the examples,
     the format presets and the Reuse settings drop zone."""
 
     def place(section: str) -> None:
         for control in in_section(section):
-            controls[control.name] = control.build(limits)
+            controls[control.name] = control.build(limits, modes)
 
     place("text")
     with gr.Row():
@@ -150,7 +155,8 @@ def build_settings(limits: ModelLimits, controls: dict) -> tuple[gr.Button, gr.B
         with gr.Row():
             place("seed")
         place("sampling")
-    with gr.Accordion("Start from an image", open=False, elem_id="from-image"):
+    from_image = bool(set(modes) & IMAGE_MODES)
+    with gr.Accordion("Start from an image", open=False, elem_id="from-image", visible=from_image):
         place(FROM_IMAGE)
     with gr.Accordion("Post-processing", open=False, elem_id="postprocess"):
         place(POSTPROCESS)
@@ -192,6 +198,8 @@ def wire(demo: gr.Blocks, page: Page, handlers: StudioHandlers, max_batch: int) 
     page.image_format.input(handlers.apply_format, inputs=page.image_format, outputs=size, **quiet)
     gr.on(triggers=[box.input for box in size], fn=handlers.match_format, inputs=size, outputs=page.image_format,
           **quiet)
+    controls[EXTEND_TO].input(handlers.apply_extend, inputs=controls[EXTEND_TO],
+                              outputs=[*size, page.image_format], **quiet)
     modes = [controls["denoise"], controls["color"], controls["upscale"]]
     gr.on(triggers=[mode.change for mode in modes], fn=handlers.show_postprocess_controls, inputs=modes,
           outputs=[controls[name] for name in ("denoise_strength", "color_reference", "color_palette",

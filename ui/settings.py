@@ -1,10 +1,12 @@
 """Between the generate controls' values and the engine's settings, in both directions.
 
-`read_pictures` reads the "Start from an image" panel's pictures with `pipeline.conditioning`;
-`build_request` turns the values (by control name, see `ui.controls.CONTROLS`) and those pictures
-into a `GenerationRequest`; `controls_from_request` turns a stored picture's request back into
-values, and `pictures_to_upload` names the input pictures it was made from. None knows about
-gradio: the engine's `ValueError` sentences pass through unchanged for the handlers to show.
+`read_pictures` reads the "Start from an image" panel's pictures with `pipeline.conditioning`, and
+`read_extend` its outpainting (a format's size for the model, an anchor); `build_request` turns the
+values (by control name, see `ui.controls.CONTROLS`), those pictures and that outpainting into a
+`GenerationRequest`; `controls_from_request` turns a stored picture's request back into values
+(`extend_controls` its outpainting), and `pictures_to_upload` names the input pictures it was made
+from. None knows about gradio: the engine's `ValueError` sentences pass through unchanged for the
+handlers to show.
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from typing import Any, Mapping
 
 from PIL import Image
 
-from pipeline.conditioning import InputImage, Mask, read_input_image, read_mask
+from pipeline.conditioning import Extend, InputImage, Mask, read_input_image, read_mask
 from pipeline.postprocess import PostprocessSettings
-from pipeline.request import GenerationRequest
-from ui.controls import CONTROL_NAMES, INPUT_PICTURE, MASK, OFF, POSTPROCESS, defaults, in_section
+from pipeline.request import GenerationRequest, ModelLimits
+from ui.controls import (CONTROL_NAMES, EXTEND_ANCHOR, EXTEND_TO, INPUT_PICTURE, MASK, OFF, POSTPROCESS, defaults,
+                         in_section)
+from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 
 # The pictures of the "Start from an image" panel, read by `read_pictures` before the request is built.
 PICTURE_CONTROLS = (INPUT_PICTURE, MASK)
@@ -99,14 +103,39 @@ def read_pictures(values: Mapping[str, Any]) -> tuple[InputImage | None, Mask | 
     return init_image, mask
 
 
+def read_extend(values: Mapping[str, Any], limits: ModelLimits) -> Extend | None:
+    """The outpainting the controls ask for: a canvas of the chosen format's size for this model,
+    the picture at the chosen anchor; None when extend_to is off."""
+    key = values.get(EXTEND_TO, OFF)
+    if key == OFF:
+        return None
+    if key not in FORMATS_BY_KEY:
+        raise ValueError(f"extend_to must be {OFF!r} or a format, one of {', '.join(map(repr, FORMATS_BY_KEY))}; "
+                         f"got {key!r}")
+    width, height = format_size(FORMATS_BY_KEY[key], limits)
+    return Extend.to(width, height, values.get(EXTEND_ANCHOR, "center"))
+
+
 def build_request(values: Mapping[str, Any], init_image: InputImage | None = None,
-                  mask: Mask | None = None) -> GenerationRequest:
-    """The request the controls describe, from the pictures `read_pictures` read (the seed as
-    given: random_seed is the handler's); ValueError (naming the field) when a value is out of range."""
+                  mask: Mask | None = None, extend: Extend | None = None) -> GenerationRequest:
+    """The request the controls describe, from the pictures `read_pictures` read and the outpainting
+    `read_extend` read (the seed as given: random_seed is the handler's); ValueError (naming the
+    field) when a value is out of range. With `extend`, width and height are its canvas's."""
     postprocess = build_postprocess(values)
     fields = {name: whole(values[name]) for name in REQUEST_CONTROLS}
     fields["negative_prompt"] = fields["negative_prompt"] or ""
-    return GenerationRequest(**fields, postprocess=postprocess, init_image=init_image, mask=mask)
+    if extend is not None:
+        fields["width"], fields["height"] = extend.width, extend.height
+    return GenerationRequest(**fields, postprocess=postprocess, init_image=init_image, mask=mask, extend=extend)
+
+
+def extend_controls(extend: Extend | None, limits: ModelLimits) -> dict[str, str]:
+    """extend_to and extend_anchor that make `extend` again: the format of its canvas size for this
+    model; off when there is none (or none of that size, or it extends by sides)."""
+    key = OFF if extend is None or extend.width is None else format_for_size(extend.width, extend.height, limits)
+    if key not in FORMATS_BY_KEY:
+        return {EXTEND_TO: OFF, EXTEND_ANCHOR: defaults()[EXTEND_ANCHOR]}
+    return {EXTEND_TO: key, EXTEND_ANCHOR: extend.anchor}
 
 
 def controls_from_request(request: GenerationRequest) -> dict[str, Any]:

@@ -6,6 +6,7 @@ gives real-size architectures with random weights, so speed can be measured with
 """
 from __future__ import annotations
 
+import inspect
 import resource
 import statistics
 import subprocess
@@ -20,6 +21,14 @@ BATCH_PROMPTS = [
     "yellow background with a big purple square in the middle",
     "little orange circle, bottom, black background",
 ]
+IMAGE_STRENGTH = 0.5
+# Text-to-image pipeline -> diffusers' own image-to-image pipeline for that family, the stock
+# comparison of the studio's image-to-image (built with `from_pipe`: the same components).
+STOCK_IMAGE_TO_IMAGE = {
+    "ZImagePipeline": "ZImageImg2ImgPipeline",
+    "QwenImagePipeline": "QwenImageImg2ImgPipeline",
+    "SanaSprintPipeline": "SanaSprintImg2ImgPipeline",
+}
 
 
 def _median_seconds(run, repeat: int, synchronize) -> float:
@@ -57,7 +66,8 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
         **family.call_kwargs(request.steps, request.guidance), **studio.source.encode_options,
         "num_inference_steps": request.steps, "width": request.width, "height": request.height,
     }
-    if family.uses_negative_prompt and studio.limits.uses_negative_prompt:
+    if (family.uses_negative_prompt and studio.limits.uses_negative_prompt
+            and "negative_prompt" in inspect.signature(pipe.__call__).parameters):
         stock_kwargs["negative_prompt"] = request.negative_prompt
 
     def stock():
@@ -100,6 +110,7 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
             "sequential_images_per_s": len(batch) / _median_seconds(one_by_one, repeat, synchronize),
             "batch4_images_per_s": len(batch) / _median_seconds(batched, repeat, synchronize),
         }
+        results.update(_image_to_image(studio, request, stock_kwargs, repeat, synchronize, results["studio_warm_s"]))
     for stage in ("encode", "denoise", "decode", "postprocess"):
         results[f"stage_{stage}_s"] = statistics.median(timing[stage] for timing in cold_timings[1:])
     results["first_image_s"] = (_first_image_seconds(studio.source.reference, studio.device, request)
@@ -107,6 +118,69 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     return results
+
+
+def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchronize, text_warm_s: float) -> dict:
+    """The studio's image-to-image at IMAGE_STRENGTH with a warm prompt (only the seed changes), its
+    ratio to the studio's warm text-to-image, and the family's stock diffusers image-to-image call
+    on the same components where diffusers has one. The input is the studio's own text-to-image
+    picture of the request."""
+    import torch
+
+    from pipeline.conditioning import read_input_image
+    from pipeline.image_modes import fitted_inputs
+
+    results = {"img2img_strength": IMAGE_STRENGTH, "img2img_s": None, "img2img_ratio_to_text": None,
+               "img2img_stock_pipeline": None, "img2img_stock_s": None, "img2img_ratio_to_stock": None,
+               "img2img_skipped": None}
+    picture = studio.generate(request).images[0]
+    try:
+        image_request, _ = studio.validate(request.replace(
+            init_image=read_input_image(picture, "the bench's input picture"), strength=IMAGE_STRENGTH))
+    except ValueError as error:
+        results["img2img_skipped"] = str(error)
+        return results
+    seeds = iter(range(request.seed + 1, request.seed + 10_000))
+
+    def studio_image():
+        studio.generate(image_request.replace(seed=next(seeds)))
+
+    results["img2img_s"] = _median_seconds(studio_image, repeat, synchronize)
+    results["img2img_ratio_to_text"] = results["img2img_s"] / text_warm_s
+    name = STOCK_IMAGE_TO_IMAGE.get(studio.family.pipeline_class)
+    if name is None:
+        return results
+    import diffusers
+
+    stock_pipe = getattr(diffusers, name).from_pipe(studio.pipe)
+    stock_pipe.set_progress_bar_config(disable=True)
+    accepted = inspect.signature(stock_pipe.__call__).parameters
+    kwargs = {key: value for key, value in stock_kwargs.items() if key in accepted}
+    image = fitted_inputs(image_request).image
+
+    def stock_image():
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        stock_pipe(prompt=request.prompt, image=image, strength=IMAGE_STRENGTH, generator=generator, **kwargs)
+
+    results["img2img_stock_pipeline"] = name
+    results["img2img_stock_s"] = _median_seconds(stock_image, repeat, synchronize)
+    results["img2img_ratio_to_stock"] = results["img2img_s"] / results["img2img_stock_s"]
+    return results
+
+
+def _image_to_image_rows(results: dict) -> list[tuple[str, str, str]]:
+    strength = f"{results['img2img_strength']:g}"
+    if results["img2img_skipped"] is not None:
+        return [(f"image-to-image at strength {strength}", "skipped", results["img2img_skipped"])]
+    rows = [(f"image-to-image {strength}, studio, warm prompt", f"{results['img2img_s']:.4f} s",
+             f"{results['img2img_ratio_to_text']:.2f} x studio text-to-image, warm prompt")]
+    if results["img2img_stock_s"] is None:
+        rows.append((f"image-to-image {strength}, stock diffusers", "", "no diffusers image-to-image pipeline"))
+    else:
+        rows.append((f"image-to-image {strength}, stock {results['img2img_stock_pipeline']}",
+                     f"{results['img2img_stock_s']:.4f} s",
+                     f"studio / stock image-to-image {results['img2img_ratio_to_stock']:.2f}"))
+    return rows
 
 
 def format_table(results: dict) -> str:
@@ -122,6 +196,7 @@ def format_table(results: dict) -> str:
         ("4 requests one by one", f"{results['sequential_images_per_s']:.2f} img/s", ""),
         ("4 requests as one batch", f"{results['batch4_images_per_s']:.2f} img/s",
          f"{results['batch4_images_per_s'] / results['sequential_images_per_s']:.2f} x one-by-one"),
+        *_image_to_image_rows(results),
     ]
     if results["first_image_s"] is not None:
         rows.append(("process start to first image", f"{results['first_image_s']:.2f} s", ""))

@@ -6,6 +6,10 @@ Every line is the median of `--repeat` timed runs after one warm-up:
 - studio warm:  only the seed changed, so the LLM does not run
 - batch of 4:   four compatible requests (different prompts and seeds) as one forward batch, against
                 the same four served one by one, in images per second
+- image-to-image: `Studio.generate` at strength 0.5 with a warm prompt, from the studio's own
+                text-to-image picture of the prompt, as a ratio to the warm text-to-image line; and the
+                family's own diffusers image-to-image pipeline (built with `from_pipe`, same components)
+                where diffusers has one. A model that refuses image-to-image skips it in one line.
 - first image:  a fresh `python -m pipeline generate` process, from start to its first saved image
 - peak memory:  this process's peak RSS, and CUDA's peak allocation
 """

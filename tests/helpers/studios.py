@@ -29,6 +29,10 @@ class SpyStudio:
     def __getattr__(self, name):
         return getattr(self.studio, name)
 
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self.studio.modes
+
     def generate(self, request, on_step=None):
         self.requests.append(request)
         if self.hold is not None and not self.hold.wait(WAIT_S):
