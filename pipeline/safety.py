@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BLOCKED_WORDS = Path(__file__).resolve().parents[1] / "assets" / "safety" / "blocked_words.txt"
+VERDICT_CACHE_SIZE = 256
 WORD = re.compile(r"[^\W_]+")
 MODERATION_QUESTION = (
     "You screen requests sent to a public image generator. Answer yes if the request asks for sexual "
@@ -94,6 +97,10 @@ class SafetyGate:
                 raise ValueError("safety: this model's LLM cannot answer the safety question (its tokenizer has "
                                  "no chat template); leave use_model_llm off")
             self.llm = llm
+        # The LLM's verdicts by prompt: a request is checked when it is given and again when its
+        # batch runs, and popular prompts recur; the answer for a text never changes.
+        self._verdicts: OrderedDict[str, float] = OrderedDict()
+        self._verdicts_lock = threading.Lock()  # visitors' threads check prompts at once
         self._classifier = None
         if settings.image_classifier:
             self._classifier = _load_classifier(settings.image_classifier, device)
@@ -111,10 +118,22 @@ class SafetyGate:
                     log.info("prompt refused by the word list")
                     raise PromptRefused()
             if self.llm is not None and text.strip():
-                probability = yes_probability(*self.llm, text)
+                probability = self._yes_probability(text)
                 if probability >= self.settings.threshold:
                     log.info("prompt refused by the model's LLM (yes %.2f)", probability)
                     raise PromptRefused()
+
+    def _yes_probability(self, text: str) -> float:
+        with self._verdicts_lock:
+            if text in self._verdicts:
+                self._verdicts.move_to_end(text)
+                return self._verdicts[text]
+        probability = yes_probability(*self.llm, text)
+        with self._verdicts_lock:
+            self._verdicts[text] = probability
+            while len(self._verdicts) > VERDICT_CACHE_SIZE:
+                self._verdicts.popitem(last=False)
+        return probability
 
     def unsafe_scores(self, images: list[Image.Image]) -> list[float]:
         """Each picture's highest score for an unsafe label (0 for every picture without a classifier)."""

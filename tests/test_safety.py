@@ -131,3 +131,16 @@ def test_a_template_without_a_system_turn_gets_the_question_in_the_user_turn():
     text = _chat(GemmaLike(), [{"role": "system", "content": MODERATION_QUESTION},
                                {"role": "user", "content": "a red circle"}])
     assert text == f"user:{MODERATION_QUESTION}\n\nRequest: a red circle"
+
+
+def test_the_model_llm_answers_each_prompt_once(monkeypatch):
+    """A request is screened when it is given and again when its batch runs: one LLM call."""
+    import pipeline.safety as safety
+
+    asked = []
+    monkeypatch.setattr(safety, "yes_probability", lambda model, tokenizer, text: asked.append(text) or 0.1)
+    tokenizer = type("Tokenizer", (), {"chat_template": "{{ messages }}"})()
+    gate = SafetyGate(SafetySettings(words=None, use_model_llm=True), llm=(object(), tokenizer))
+    for prompt in ("a castle", "a castle", "a boat", "a castle"):
+        gate.check_prompt(prompt)
+    assert asked == ["a castle", "a boat"]
