@@ -31,12 +31,15 @@ BatchRunner = Callable[[list[GenerationRequest], StepCallback | None], list[Gene
 
 def batch_key(request: GenerationRequest) -> tuple:
     """Requests with equal keys can share one forward batch: the same steps, guidance, size and mode,
-    and in the image modes the same input picture, strength, mask and feather (by their hashes)."""
+    in the image modes the same input picture, strength, mask and feather (by their hashes), and in
+    reference editing the same references and prompt (some edit pipelines take one prompt a batch)."""
     key = (request.steps, request.guidance, request.width, request.height, request.mode)
     if request.init_image is not None:
         key += (request.init_image.sha256, request.strength)
     if request.mask is not None:
         key += (request.mask.sha256, request.mask_feather)
+    if request.references:
+        key += (tuple(picture.sha256 for picture in request.references), request.prompt, request.negative_prompt)
     return key
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from pipeline import references
 from pipeline.request import Range
 
 # Encoded prompt, as keyword arguments for the pipeline's __call__.
@@ -150,6 +151,14 @@ FAMILIES: dict[str, Family] = {family.pipeline_class: family for family in (
            size_multiple=_patchified_size_multiple, default_size=1328, steps=Range(1, 100, 50),
            guidance=Range(1.0, 20.0, 4.0),
            masks={"prompt_embeds": "prompt_embeds_mask", "negative_prompt_embeds": "negative_prompt_embeds_mask"}),
+    # The edit pipelines of Qwen-Image: the same denoiser and encoder, and reference pictures that the
+    # encoder sees too (`pipeline.references`); they serve reference editing only.
+    *(Family(name=name, pipeline_class=pipeline_class, encode=_encode_qwen_image, guidance_arg="true_cfg_scale",
+             cfg_threshold=1.0, uses_negative_prompt=True, size_multiple=_patchified_size_multiple,
+             default_size=1024, steps=Range(1, 100, 50), guidance=Range(1.0, 20.0, 4.0),
+             masks={"prompt_embeds": "prompt_embeds_mask", "negative_prompt_embeds": "negative_prompt_embeds_mask"})
+      for name, pipeline_class in (("Qwen-Image-Edit", "QwenImageEditPipeline"),
+                                   ("Qwen-Image-Edit-Plus", "QwenImageEditPlusPipeline"))),
     Family(name="Lumina 2", pipeline_class="Lumina2Pipeline", encode=_encode_with_negative,
            guidance_arg="guidance_scale", cfg_threshold=1.0, uses_negative_prompt=True,
            size_multiple=_patchified_size_multiple, default_size=1024, steps=Range(1, 100, 30),
@@ -236,6 +245,11 @@ def _call_encode_defaults(pipeline_type: type) -> tuple[tuple[str, Any], ...]:
 
 
 @torch.no_grad()
-def encode_prompt(family: Family, pipe, prompt: str, negative: str, cfg: bool, options: dict) -> Embeddings:
-    """Run the pipeline's own LLM prompt encoding with `__call__`'s settings unless `options` override them."""
-    return family.encode(pipe, prompt, negative, cfg, {**stock_encode_options(pipe), **options})
+def encode_prompt(family: Family, pipe, prompt: str, negative: str, cfg: bool, options: dict,
+                  pictures: list | None = None) -> Embeddings:
+    """Run the pipeline's own LLM prompt encoding with `__call__`'s settings unless `options` override them.
+    `pictures`: the reference pictures, for a family whose encoder sees them (`references.encodes_pictures`)."""
+    options = {**stock_encode_options(pipe), **options}
+    if pictures:
+        options.update(references.condition_pictures(pipe, pictures))
+    return family.encode(pipe, prompt, negative, cfg, options)

@@ -29,6 +29,8 @@ Those pipelines encode the input by sampling the encoder's posterior with the se
 so strength 1 is not the text-to-image picture there. Z-Image has `ZImageImg2ImgPipeline` and
 `ZImageInpaintPipeline` too, but the studio drives it through the stock call: a test shows the
 two give the same pixels, and the stock call keeps strength 1 equal to text-to-image.
+Reference editing is FLUX.2 klein's stock call with `image=` and the Qwen-Image-Edit pipelines
+(`pipeline.references`).
 A mode that no path serves for the loaded family is refused with a sentence (`check_supported`).
 """
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import conditioning
+from pipeline import conditioning, references
 from pipeline.families import FAMILIES
 from pipeline.request import GenerationRequest
 
@@ -107,10 +109,13 @@ FROM_PIPE: dict[str, dict[str, str]] = {
 
 
 def supported_modes(pipeline_class: str) -> tuple[str, ...]:
-    """The modes a family serves, "text" first."""
+    """The modes a family serves, "text" first where it serves text-to-image."""
     if pipeline_class in CONVENTIONS:
         return "text", "image", "inpaint", "extend"
-    return "text", *FROM_PIPE.get(pipeline_class, {})
+    support = references.SUPPORT.get(pipeline_class)
+    if support is not None and not support.text_to_image:
+        return ("reference",)
+    return "text", *FROM_PIPE.get(pipeline_class, {}), *(("reference",) if support is not None else ())
 
 
 def from_pipe_class(pipeline_class: str, mode: str) -> str | None:
@@ -120,7 +125,8 @@ def from_pipe_class(pipeline_class: str, mode: str) -> str | None:
 
 def check_supported(family, pipe, request: GenerationRequest) -> None:
     """ValueError, in a sentence naming the families that can, unless this model can serve the request's mode."""
-    if request.mode == "text" or from_pipe_class(family.pipeline_class, request.mode) is not None:
+    references.check(family.pipeline_class, family.name, request.mode, [item.size for item in request.references])
+    if request.mode in ("text", "reference") or from_pipe_class(family.pipeline_class, request.mode) is not None:
         return
     what = _MODE_NAMES[request.mode]
     if family.pipeline_class not in CONVENTIONS:

@@ -52,3 +52,29 @@ def qwen_tokenizer():
                                unk_token=None, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.chat_template = QWEN_CHAT_TEMPLATE
     return tokenizer
+
+
+# Qwen2.5-VL marks a picture in the text with these tokens; the processor repeats the pad token once
+# per merged vision patch.
+QWEN_VISION_TOKENS = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")
+
+
+def qwen_vl_tokenizer():
+    """`qwen_tokenizer` plus Qwen2.5-VL's vision tokens, for the Qwen-Image-Edit pipelines' processor."""
+    from transformers import AddedToken
+
+    tokenizer = qwen_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken(token, special=True)
+                                                               for token in QWEN_VISION_TOKENS]})
+    return tokenizer
+
+
+def qwen_vl_processor(max_pixels: int = 28 * 28 * 64):
+    """A Qwen2-VL processor (the Qwen-Image-Edit pipelines' `processor`): `qwen_vl_tokenizer` and an image
+    processor of Qwen2.5-VL's settings (14-pixel patches merged 2x2), showing the encoder at most `max_pixels`."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    image_processor = Qwen2VLImageProcessor(patch_size=14, temporal_patch_size=2, merge_size=2,
+                                            min_pixels=28 * 28 * 4, max_pixels=max_pixels)
+    return Qwen2VLProcessor(image_processor=image_processor, tokenizer=qwen_vl_tokenizer(),
+                            video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_CHAT_TEMPLATE)

@@ -59,7 +59,7 @@ class ImageSettings(TypedDict):
     versions: dict[str, str]
     # What the host's content gate checked and how the picture is marked (`Studio`'s content options).
     content: NotRequired[dict]
-    # "text", "image", "inpaint" or "extend" (absent in records older than the image modes: "text").
+    # "text", "image", "inpaint", "extend" or "reference" (absent in records older than the image modes: "text").
     mode: NotRequired[str]
     # The image modes: the strength and `conditioning.describe` of the input picture (its SHA-256
     # and size as read; the picture itself is not stored), and for inpainting of the mask too.
@@ -69,6 +69,8 @@ class ImageSettings(TypedDict):
     mask_feather: NotRequired[int]
     # Extend: `conditioning.Extend.to_dict` (the canvas size and anchor, or the pixels per side).
     extend: NotRequired[dict]
+    # Reference editing: `conditioning.describe` of each reference picture, in order.
+    references: NotRequired[list]
 
 
 @cache
@@ -111,6 +113,8 @@ def image_settings(request: GenerationRequest, index: int, *, model: str, revisi
         record.update(mask=describe(request.mask), mask_feather=request.mask_feather)
     if request.extend is not None:
         record.update(extend=request.extend.to_dict(), mask_feather=request.mask_feather)
+    if request.references:
+        record["references"] = [describe(item) for item in request.references]
     if content:
         record["content"] = content
     return record
@@ -183,11 +187,11 @@ _REQUIRED_FIELDS = {"prompt": str, "negative_prompt": str, "seed": int, "steps":
                     "width": int, "height": int, "model": str}
 _OPTIONAL_FIELDS = {"batch": dict, "postprocess": dict, "model_revision": str, "pipeline": str, "scheduler": str,
                     "device": str, "dtype": str, "versions": dict, "mode": str, "strength": (int, float),
-                    "init_image": dict, "mask": dict, "mask_feather": int, "extend": dict}
-_MODES = ("text", "image", "inpaint", "extend")
+                    "init_image": dict, "mask": dict, "mask_feather": int, "extend": dict, "references": list}
+_MODES = ("text", "image", "inpaint", "extend", "reference")
 _WHAT = {"init_image": "input picture", "mask": "mask"}
 _BATCH_FIELDS = ("seed", "index", "size")
-_TYPE_NAMES = {str: "text", int: "a whole number", (int, float): "a number", dict: "an object"}
+_TYPE_NAMES = {str: "text", int: "a whole number", (int, float): "a number", dict: "an object", list: "a list"}
 
 
 def _check_record(settings: object) -> None:
@@ -212,7 +216,8 @@ def _is_a(value: object, kind: type | tuple) -> bool:
 
 
 def request_from_settings(settings: ImageSettings, init_image: InputImage | None = None,
-                          mask: Mask | None = None) -> tuple[GenerationRequest, int]:
+                          mask: Mask | None = None,
+                          references: tuple[InputImage, ...] = ()) -> tuple[GenerationRequest, int]:
     """The request that reproduces the image the settings describe, and the image's index in it.
 
     An image from a batch is reproduced by running its whole batch again: batched matrix products
@@ -221,13 +226,14 @@ def request_from_settings(settings: ImageSettings, init_image: InputImage | None
 
     A picture made from an input picture (and a mask) records only their hashes and sizes, so
     they are given here: a ValueError sentence when one that the settings name is missing or
-    is another file than the one recorded.
+    is another file than the one recorded. So are the references of reference editing, in order.
     """
     _check_record(settings)
     mode = settings.get("mode", "text")
     if mode not in _MODES:
         raise ValueError(f"stored mode must be one of {', '.join(_MODES)}, got {shown(mode)}")
     inputs = _stored_inputs(settings, mode, init_image, mask)
+    inputs.update(_stored_references(settings, mode, tuple(references)))
     batch = settings.get("batch")
     if batch is None:
         batch = {"seed": settings["seed"], "index": 0, "size": 1}
@@ -246,7 +252,8 @@ def request_from_settings(settings: ImageSettings, init_image: InputImage | None
 def _stored_inputs(settings: dict, mode: str, init_image: InputImage | None, mask: Mask | None) -> dict:
     """The request's image-mode fields for a record of `mode`, with the given pictures checked against it."""
     given = {"init_image": init_image, "mask": mask}
-    needed = {"text": (), "image": ("init_image",), "inpaint": ("init_image", "mask"), "extend": ("init_image",)}[mode]
+    needed = {"text": (), "image": ("init_image",), "inpaint": ("init_image", "mask"), "extend": ("init_image",),
+              "reference": ()}[mode]
     for name, item in given.items():
         if item is not None and name not in needed:
             raise ValueError(f"this picture was made without {'an input picture' if name == 'init_image' else 'a mask'}"
@@ -271,3 +278,31 @@ def _stored_inputs(settings: dict, mode: str, init_image: InputImage | None, mas
         fields["extend"] = Extend.from_dict(settings.get("extend"))
     return fields
 
+
+
+def _stored_references(settings: dict, mode: str, given: tuple[InputImage, ...]) -> dict:
+    """The request's references for a record of `mode`, each given picture checked against the record's."""
+    if mode != "reference":
+        if given:
+            raise ValueError("this picture was made without references; leave references out")
+        return {}
+    records = settings.get("references")
+    if not isinstance(records, list) or not records or not all(
+            isinstance(record, dict) and isinstance(record.get("sha256"), str) for record in records):
+        raise ValueError(f"stored references must be a list of objects with each picture's sha256, "
+                         f"got {shown(records)}")
+    if len(given) < len(records):
+        missing = records[len(given)]
+        raise ValueError(f"this picture was made from {len(records)} references, and {len(given)} was given; give "
+                         f"reference {len(given) + 1} ({missing['sha256'][:12]}..., {missing.get('width')}x"
+                         f"{missing.get('height')}) too, in order")
+    if len(given) > len(records):
+        raise ValueError(f"this picture was made from {len(records)} references, and {len(given)} were given; "
+                         f"leave out the last {len(given) - len(records)}")
+    for position, (item, record) in enumerate(zip(given, records), 1):
+        if item.sha256 != record["sha256"]:
+            named = f" ({item.name})" if item.name else ""
+            raise ValueError(f"reference {position}{named} is not the picture this one was made from: its SHA-256 "
+                             f"begins {item.sha256[:12]}, the settings name {record['sha256'][:12]}... "
+                             f"({record.get('width')}x{record.get('height')})")
+    return {"references": given}

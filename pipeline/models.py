@@ -70,6 +70,13 @@ def _hub_presets() -> list[ModelPreset]:
         ModelPreset("qwen-image", "Qwen-Image", "Qwen/Qwen-Image",
                     "QwenImagePipeline", _limits(size=1328, multiple=16, steps=Range(1, 100, 50),
                                                  guidance=Range(1.0, 20.0, 4.0))),
+        # Reference editing only: an instruction and 1 (Edit) or up to 3 (Edit-2509, the Plus pipeline) pictures.
+        ModelPreset("qwen-image-edit", "Qwen-Image-Edit", "Qwen/Qwen-Image-Edit",
+                    "QwenImageEditPipeline", _limits(size=1024, multiple=16, steps=Range(1, 100, 50),
+                                                     guidance=Range(1.0, 20.0, 4.0))),
+        ModelPreset("qwen-image-edit-2509", "Qwen-Image-Edit-2509", "Qwen/Qwen-Image-Edit-2509",
+                    "QwenImageEditPlusPipeline", _limits(size=1024, multiple=16, steps=Range(1, 100, 40),
+                                                         guidance=Range(1.0, 20.0, 4.0))),
         ModelPreset("lumina-2", "Lumina-Image-2.0", "Alpha-VLLM/Lumina-Image-2.0",
                     "Lumina2Pipeline", _limits(size=1024, multiple=16, steps=Range(1, 100, 30),
                                                guidance=Range(1.0, 20.0, 4.0))),

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from pipeline.conditioning import MAX_FEATHER, Extend, InputImage, Mask
 from pipeline.postprocess import PostprocessSettings, shown
+from pipeline.references import MAX_REFERENCES
 
 # Returned by an `on_step(step, total)` callback to stop the run after the current step.
 CANCEL = "cancel"
@@ -81,8 +82,11 @@ class GenerationRequest:
     goes with it: the picture is put on a larger canvas (`Extend.canvas`) and its new border is
     inpainted, the picture's own pixels kept exactly (with a `mask_feather`, those farther than
     it from the picture's edge); the canvas is the output's size, so width and height follow from
-    `extend` (left out, or equal to it). `strength` and `mask_feather` are
-    kept but unused in the modes they do not apply to.
+    `extend` (left out, or equal to it). Reference editing when `references` (1 to
+    MAX_REFERENCES pictures, each read with `conditioning.read_input_image` and kept at its own
+    aspect) are given without an init_image: the prompt is the instruction, for the families that
+    take references (`pipeline.references`). `strength` and `mask_feather` are kept but unused in
+    the modes they do not apply to.
     """
 
     prompt: str
@@ -99,6 +103,7 @@ class GenerationRequest:
     mask: Mask | None = None
     mask_feather: int = 0  # pixels
     extend: Extend | None = None
+    references: tuple[InputImage, ...] = ()
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, allow_empty=False)
@@ -131,6 +136,7 @@ class GenerationRequest:
         object.__setattr__(self, "strength", strength)
         _check_int("mask_feather", self.mask_feather, 0, MAX_FEATHER)
         self._check_extend()
+        self._check_references()
         if self.mask is None:
             return
         if not isinstance(self.mask, Mask):
@@ -159,6 +165,23 @@ class GenerationRequest:
                 raise ValueError(f"{name} is {value} but extend makes a {width}x{height} canvas; leave {name} out "
                                  f"or set it to {target}")
 
+    def _check_references(self) -> None:
+        if isinstance(self.references, list):
+            object.__setattr__(self, "references", tuple(self.references))
+        if not isinstance(self.references, tuple):
+            raise ValueError(f"references must be a list of InputImage, got {type(self.references).__name__}")
+        if not self.references:
+            return
+        if len(self.references) > MAX_REFERENCES:
+            raise ValueError(f"references has {len(self.references)} pictures; the limit is {MAX_REFERENCES}")
+        for position, item in enumerate(self.references, 1):
+            if not isinstance(item, InputImage):
+                raise ValueError(f"reference {position} must be an InputImage (conditioning.read_input_image), "
+                                 f"got {type(item).__name__}")
+        if self.init_image is not None:
+            raise ValueError("references go without an init_image: reference editing makes a new picture from "
+                             "the references, so give either references or an init_image, not both")
+
     @property
     def extend_size(self) -> tuple[int, int] | None:
         """(width, height) of the extended canvas, or None outside the extend mode."""
@@ -166,9 +189,10 @@ class GenerationRequest:
 
     @property
     def mode(self) -> str:
-        """What the inputs make of the request: "text", "image" (image-to-image), "inpaint" or "extend"."""
+        """What the inputs make of the request: "text", "image" (image-to-image), "inpaint", "extend" or
+        "reference"."""
         if self.init_image is None:
-            return "text"
+            return "reference" if self.references else "text"
         if self.extend is not None:
             return "extend"
         return "image" if self.mask is None else "inpaint"

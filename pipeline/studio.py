@@ -10,10 +10,12 @@ between steps, a check for NaN / black output, post-processing, and per-stage ti
 
 Stages of `generate`, each timed in the result:
 1. validate  - fill defaults from the model, check every limit; nothing runs on bad input
-2. encode    - LLM prompt encoding, cached by (prompt, negative prompt, whether CFG runs)
+2. encode    - LLM prompt encoding, cached by (prompt, negative prompt, whether CFG runs, and the
+               references' hashes for the families whose encoder sees them)
 3. denoise   - the stock pipeline's denoising loop from per-image seeded noise; in the image modes
                from the encoded input picture noised to the strength's sigma (`image_modes`), or
-               through the family's own diffusers image pipeline, built once with `from_pipe`
+               through the family's own diffusers image pipeline, built once with `from_pipe`;
+               reference editing gives the references to the family's call (`references`)
 4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black;
                inpainting and extend then put the kept pixels back exactly
 5. postprocess - the optional chain: denoise -> colour -> upsample
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import image_modes, speed
+from pipeline import image_modes, references, speed
 from pipeline.batching import BatchingQueue, batch_key
 from pipeline.conditioning import composite
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
@@ -153,13 +155,17 @@ class Studio:
             self.safety.check_prompt(request.prompt)
         return request, self.postprocess_chain.prepare(request.postprocess)
 
-    def encode(self, prompt: str, negative_prompt: str, cfg: bool) -> Embeddings:
-        """Stage 2: the LLM's encoding of the prompt (and negative prompt when CFG runs), cached."""
-        key = (prompt, negative_prompt if cfg else "", cfg)
+    def encode(self, prompt: str, negative_prompt: str, cfg: bool, pictures: tuple = ()) -> Embeddings:
+        """Stage 2: the LLM's encoding of the prompt (and negative prompt when CFG runs), cached; with the
+        reference pictures (`InputImage`s) for a family whose encoder sees them, keyed by their hashes."""
+        if not references.encodes_pictures(self.family.pipeline_class):
+            pictures = ()
+        key = (prompt, negative_prompt if cfg else "", cfg, tuple(picture.sha256 for picture in pictures))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        embeddings = encode_prompt(self.family, self.pipe, key[0], key[1], cfg, self.source.encode_options)
+        embeddings = encode_prompt(self.family, self.pipe, key[0], key[1], cfg, self.source.encode_options,
+                                   [picture.image for picture in pictures])
         self._cache[key] = embeddings
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -218,7 +224,7 @@ class Studio:
                    on_step: StepCallback | None) -> list[GenerationResult | Exception]:
         first = requests[0]  # all share steps, guidance, size and input picture
         seeds = [request.seed + index for request in requests for index in range(request.num_images)]
-        fitted = None if first.mode == "text" else image_modes.fitted_inputs(first)
+        fitted = None if first.init_image is None else image_modes.fitted_inputs(first)
         if fitted is not None and image_modes.denoising_steps(first.steps, first.strength) == 0:
             # Strength 0: the input as it is, with nothing run on it.
             originals = [fitted.image.copy() for _ in seeds]
@@ -240,9 +246,14 @@ class Studio:
         first = requests[0]
         started = time.perf_counter()
         cfg = self.family.cfg_active(first.guidance, self.pipe)
-        embeddings = concat_embeddings([
-            repeat_embeddings(self.encode(request.prompt, request.negative_prompt, cfg), request.num_images)
-            for request in requests], self.family.masks)
+        if references.one_prompt_per_batch(self.family.pipeline_class):
+            # The batch shares one prompt (`batching.batch_key`); the pipeline repeats it per image.
+            embeddings = self.encode(first.prompt, first.negative_prompt, cfg, first.references)
+        else:
+            embeddings = concat_embeddings([
+                repeat_embeddings(self.encode(request.prompt, request.negative_prompt, cfg, request.references),
+                                  request.num_images)
+                for request in requests], self.family.masks)
         encode_s = time.perf_counter() - started
 
         pixels, denoise_s, decode_s = self._denoise_and_decode(first, embeddings, seeds, fitted, on_step)
@@ -319,6 +330,10 @@ class Studio:
                         generators: list[torch.Generator]) -> tuple[DiffusionPipeline, dict, int, Callable | None]:
         """(the pipeline to call, its step and input arguments, the steps that run, the per-step latent
         blend or None) for the request's mode."""
+        if request.mode == "reference":
+            pictures = [picture.image for picture in request.references]
+            arguments = references.call_kwargs(self.family.pipeline_class, pictures, len(generators))
+            return self.pipe, {"num_inference_steps": request.steps, **arguments}, request.steps, None
         if fitted is None:
             return self.pipe, {"num_inference_steps": request.steps}, request.steps, None
         mode_pipe = self.mode_pipeline(request.mode)
@@ -345,7 +360,8 @@ class Studio:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        """The modes the loaded model serves: "text", "image", "inpaint", "extend" (`GenerationRequest.mode`)."""
+        """The modes the loaded model serves, of "text", "image", "inpaint", "extend" and "reference"
+        (`GenerationRequest.mode`)."""
         return image_modes.supported_modes(self.family.pipeline_class)
 
     def _set_tiling(self, request: GenerationRequest) -> None:

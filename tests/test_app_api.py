@@ -282,3 +282,35 @@ def test_serving_settings(app, embedded):
     assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["generate", "cancel"]
     with pytest.raises(ValueError, match="queue size must be at least 1"):
         ui.queue_options(0)
+
+
+def test_references_through_the_api_on_a_model_that_takes_them(serve, tiny_studio, tmp_path):
+    _, url = serve(tiny_studio("flux2-klein"))
+    client = Client(url, verbose=False)
+    paths = []
+    for index, colour in enumerate(((200, 40, 40), (40, 40, 200))):
+        paths.append(tmp_path / f"reference-{index}.png")
+        Image.new("RGB", (96, 64), colour).save(paths[-1])
+    asked = dict(prompt="make the circle red", seed=4, steps=2, width=32, height=32, api_name="/generate")
+    images, *_ = client.predict(**asked, references=[handle_file(path) for path in paths])
+    settings = read_settings(images[0]["image"])
+    assert settings["mode"] == "reference" and Image.open(images[0]["image"]).size == (32, 32)
+    assert [record["width"] for record in settings["references"]] == [96, 96]
+    again, *_ = client.predict(**asked, references=[handle_file(path) for path in paths])
+    assert np.array_equal(np.asarray(Image.open(images[0]["image"])), np.asarray(Image.open(again[0]["image"])))
+
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"]
+    data = {p["parameter_name"]: p["parameter_default"] for p in parameters}
+    server_path = [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}]
+    event, payload = call_raw(url, list({**data, "prompt": PROMPT, "references": server_path}.values()))
+    assert event == "error" and json.loads(payload)["error"].startswith(
+        "references (file 1) must be a file uploaded to this page"), payload
+
+
+def test_a_model_without_references_refuses_them_with_a_sentence(client, tmp_path):
+    path = tmp_path / "reference.png"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(path)
+    with pytest.raises(AppError) as error:
+        client.predict(prompt=PROMPT, references=[handle_file(path)], api_name="/generate")
+    assert str(error.value) == ("reference editing is not available for Sana models; it works with FLUX.2 klein, "
+                                "Qwen-Image-Edit and Qwen-Image-Edit-Plus models")

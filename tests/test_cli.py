@@ -297,3 +297,42 @@ def test_bad_image_inputs_are_one_line_and_exit_2(args, message, tmp_path, capsy
     captured = capsys.readouterr()
     assert captured.out == ""
     assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message)
+
+
+# Reference editing ---------------------------------------------------------------------------------
+
+def test_references_are_recorded_asked_for_and_named_by_from_image(tiny_folder, tmp_path, capsys):
+    first = write_picture(tmp_path / "first.png", size=(96, 64))
+    second = write_picture(tmp_path / "second.png", seed=1, size=(64, 64))
+    other = write_picture(tmp_path / "other.png", seed=2, size=(64, 64))
+    made = generate(capsys, tiny_folder("flux2-klein"), tmp_path / "a", "--reference", str(first),
+                    "--reference", str(second))
+    settings = read_settings(made)
+    assert settings["mode"] == "reference"
+    assert settings["references"] == [{"sha256": sha256(first), "width": 96, "height": 64},
+                                      {"sha256": sha256(second), "width": 64, "height": 64}]
+    name = f"--from-image {made.name!r}"
+    wanted = f"{sha256(first)[:12]}... (96x64), {sha256(second)[:12]}... (64x64)"
+    from_image = ["generate", "--from-image", str(made), "--out", str(tmp_path / "b")]
+
+    def refused(*args: str) -> str:
+        assert main([*from_image, *args]) == 2
+        return capsys.readouterr().err
+
+    assert refused() == (f"error: {name} was made from 2 reference pictures ({wanted}) and 0 were given; give "
+                         "each as --reference FILE, in order, to regenerate it\n")
+    assert refused("--reference", str(first), "--reference", str(other)) == (
+        f"error: --reference 'other.png' is not reference 2 of {made.name!r}: its SHA-256 begins "
+        f"{sha256(other)[:12]}, the settings name {sha256(second)[:12]}... (64x64)\n")
+    assert main([*from_image, "--reference", str(first), "--reference", str(second)]) == 0
+    (again,) = saved_paths(capsys)
+    assert np.array_equal(np.asarray(Image.open(made)), np.asarray(Image.open(again)))
+
+
+def test_a_family_without_references_refuses_them_in_one_line(tiny_folder, tmp_path, capsys):
+    reference = write_picture(tmp_path / "reference.png", size=(64, 64))
+    code = main(["generate", "--prompt", "a red circle", "--model", str(tiny_folder("sana")), "--steps", "2",
+                 "--width", "32", "--height", "32", "--out", str(tmp_path / "out"), "--reference", str(reference)])
+    assert code == 2
+    assert capsys.readouterr().err == ("error: reference editing is not available for Sana models; it works with "
+                                       "FLUX.2 klein, Qwen-Image-Edit and Qwen-Image-Edit-Plus models\n")

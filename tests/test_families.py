@@ -151,3 +151,14 @@ def test_a_component_that_diffusers_cannot_load_is_one_sentence(tiny_folder, tmp
     (folder / "transformer" / "config.json").write_text("{junk")
     with pytest.raises(ModelNotAvailable, match=r"cannot be loaded as a SanaPipeline \(OSError: .*config.json"):
         Studio.load(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize("family, pipeline_class", [("qwen-image-edit", "QwenImageEditPipeline"),
+                                                    ("qwen-image-edit-plus", "QwenImageEditPlusPipeline")])
+def test_an_edit_folder_loads_as_its_own_family(family, pipeline_class, tiny_studio):
+    """Their processor (the Qwen2-VL one, built locally) is saved and loaded back with the rest."""
+    studio = tiny_studio(family)
+    assert type(studio.pipe).__name__ == pipeline_class
+    assert type(studio.pipe.processor).__name__ == "Qwen2VLProcessor"
+    assert studio.modes == ("reference",)
+    assert studio.limits.default_width == 1024 and studio.limits.size_multiple == 2 * studio.pipe.vae_scale_factor

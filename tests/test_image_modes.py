@@ -284,7 +284,7 @@ def test_settings_of_text_to_image_take_no_input():
     assert request_from_settings(settings) == (text, 0)
     with pytest.raises(ValueError, match="this picture was made without an input picture; leave init_image out"):
         request_from_settings(settings, init_image=picture())
-    with pytest.raises(ValueError, match="stored mode must be one of text, image, inpaint, extend, got 'sketch'"):
+    with pytest.raises(ValueError, match="stored mode must be one of text, image, inpaint, extend, reference, got 'sketch'"):
         request_from_settings({**settings, "mode": "sketch"})
 
 

@@ -164,7 +164,8 @@ def test_each_family_names_its_modes(tiny_studio):
     modes = {family: tiny_studio(family).modes for family in ("sana", "z-image", "lumina2", *SERVED)}
     assert modes == {"sana": ("text", "image", "inpaint", "extend"), "z-image": ("text", "image", "inpaint", "extend"),
                      "lumina2": ("text", "image", "inpaint", "extend"), "sana-sprint": ("text", "image"),
-                     "qwen-image": ("text", "image", "inpaint", "extend"), "flux2-klein": ("text", "inpaint", "extend")}
+                     "qwen-image": ("text", "image", "inpaint", "extend"),
+                     "flux2-klein": ("text", "inpaint", "extend", "reference")}
 
 
 @pytest.mark.parametrize("family, mode", CASES)

@@ -88,7 +88,7 @@ def test_the_generate_endpoint_is_the_declaration_in_order_with_its_defaults(tmp
     assert [p["parameter_name"] for p in parameters] == list(CONTROL_NAMES) == [
         "prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height", "num_images",
         "denoise", "denoise_strength", "color", "color_reference", "color_palette", "color_strength", "upscale",
-        "upscaler", "init_image", "strength", "mask", "mask_feather", "extend_to", "extend_anchor"]
+        "upscaler", "init_image", "strength", "mask", "mask_feather", "extend_to", "extend_anchor", "references"]
     api_defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters if p["parameter_has_default"]}
     # Model-dependent controls start at the model's values; every other one at its declared default.
     assert api_defaults == {**defaults(), "steps": 8, "guidance": 2.0, "width": 64, "height": 64}
@@ -457,3 +457,51 @@ def test_app_refuses_a_zero_batch_or_queue_in_one_line(flag, message):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == message
     assert "Traceback" not in done.stderr
+
+
+# Reference editing ---------------------------------------------------------------------------------
+
+def test_the_references_upload_is_shown_only_for_a_model_that_takes_references():
+    every_mode = built(ui.build_demo(FakeStudio()))
+    assert not every_mode["references"].visible
+    klein = built(ui.build_demo(FakeStudio(modes=("text", "inpaint", "extend", "reference"))))
+    assert (klein["from-image"].visible, klein["references"].visible, klein["init-image"].visible) == (
+        True, True, True)
+    edit_only = built(ui.build_demo(FakeStudio(modes=("reference",))))
+    assert [edit_only[name].visible for name in ("from-image", "references", "init-image", "strength", "mask")] == [
+        True, True, False, False, False]
+    assert edit_only["references"].file_count == "multiple"
+
+
+def test_references_make_a_reference_request_and_reuse_settings_asks_for_them(tmp_path):
+    paths = []
+    for index, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+        paths.append(tmp_path / f"reference-{index}.png")
+        Image.new("RGB", (64, 48), colour).save(paths[-1])
+    studio = FakeStudio(modes=("reference",))
+    handlers = handlers_for(tmp_path, studio)
+    *_, last_run = generate(handlers, **{**UNTOUCHED, "seed": 5, "references": [str(path) for path in paths]})
+    made = studio.requests[-1]
+    digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+    assert made.mode == "reference" and [item.sha256 for item in made.references] == digests
+
+    with pytest.warns(UserWarning) as warned:
+        restored = restore(handlers, last_run[0].path)
+    assert restored["references"] is None  # never a path from the PNG
+    wanted = f"reference 1 {digests[0][:12]}... (64x48), reference 2 {digests[1][:12]}... (64x48)"
+    assert wanted in restored["status"] and wanted in str(warned[0].message)
+    generate(handlers, **{**{name: restored[name] for name in CONTROL_NAMES},
+                          "references": [str(path) for path in paths]})
+    assert studio.requests[-1] == made
+
+
+def test_a_bad_reference_is_one_sentence_naming_its_position_and_file(tmp_path):
+    good, bad = tmp_path / "good.png", tmp_path / "broken.png"
+    Image.new("RGB", (64, 64)).save(good)
+    bad.write_bytes(b"")
+    with pytest.raises(gr.Error) as error:
+        generate(handlers_for(tmp_path), **{**UNTOUCHED, "references": [str(good), str(bad)]})
+    assert error.value.message == "reference 2: 'broken.png' is an empty file (0 bytes), not a picture"
+    with pytest.raises(gr.Error) as error:
+        generate(handlers_for(tmp_path), **{**UNTOUCHED, "references": [str(good)] * 5})
+    assert error.value.message == "references has 5 pictures; the limit is 4"

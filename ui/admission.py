@@ -27,6 +27,7 @@ from ui.errors import refuse
 log = logging.getLogger(__name__)
 
 # The one answer for a file payload that is not an upload, whatever it names and whether or not that exists.
+PICTURE_TYPES = (".png", ".jpg", ".jpeg", ".webp")
 FILE_NOT_RECEIVED = ("{name} must be a file uploaded to this page (through /gradio_api/upload, as gradio_client's "
                      "handle_file does); the page reads no other path or address")
 
@@ -36,6 +37,9 @@ FILE_NOT_RECEIVED = ("{name} must be a file uploaded to this page (through /grad
 EDITOR_KEYS = {"background", "layers", "composite", "id"}
 EDITOR_PICTURE = gr.Image(render=False)
 MAX_LAYERS = 8
+# Each file of a multiple-file input is checked as a one-file input is.
+ONE_FILE = gr.File(render=False)
+MAX_FILES = 8
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class CheckedBlocks(gr.Blocks):
             return
         if isinstance(block, gr.ImageEditor):
             self._check_editor(name, payload)
+        elif isinstance(block, gr.File) and block.file_count == "multiple":
+            self._check_files(block, name, payload)
         elif isinstance(block, (gr.Image, gr.File)):
             self._check_file(block, name, payload)
         elif isinstance(block, (gr.Radio, gr.Dropdown)):
@@ -142,6 +148,23 @@ class CheckedBlocks(gr.Blocks):
             raise refuse(f"{name} must be a {' or '.join(file_types)} file, got {label!r}")
         if isinstance(block, gr.Image):
             check_picture(name, path, label)
+
+    def _check_files(self, block: gr.File, name: str, payload: Any) -> None:
+        """A multiple-file input's value: a list of uploads, each of the input's file types, and each
+        a readable picture when the input takes only picture types."""
+        if not isinstance(payload, list) or len(payload) > MAX_FILES:
+            raise refuse(f"{name} must be a list of at most {MAX_FILES} files uploaded to this page, "
+                         f"got {describe(payload)}")
+        file_types = block.file_types or []
+        for number, item in enumerate(payload, 1):
+            part = f"{name} (file {number})"
+            self._check_file(ONE_FILE, part, item)
+            file = ONE_FILE.data_model.model_validate(item, context={"validate_meta": True})
+            label = file_label(file)
+            if file_types and Path(file.path).suffix.lower() not in file_types:
+                raise refuse(f"{part} must be a {' or '.join(file_types)} file, got {label!r}")
+            if file_types and all(kind in PICTURE_TYPES for kind in file_types):
+                check_picture(part, file.path, label)
 
     def _check_editor(self, name: str, payload: Any) -> None:
         """An image editor's value: {"background", "layers", "composite"}, each picture an upload,

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import gradio as gr
 
 from pipeline.conditioning import ANCHORS, MAX_FEATHER
+from pipeline.references import MAX_REFERENCES
 from pipeline.request import DEFAULT_STRENGTH, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SEED, ModelLimits
 from ui.formats import FORMATS, format_size
 
@@ -43,6 +44,11 @@ FROM_IMAGE = "from_image"
 INPUT_PICTURE, MASK = "init_image", "mask"
 # Outpainting: the format whose size the input picture is extended to (or OFF), and where it sits.
 EXTEND_TO, EXTEND_ANCHOR = "extend_to", "extend_anchor"
+# Reference editing: the pictures the prompt's instruction applies to (read by `ui.settings.read_references`).
+REFERENCES = "references"
+PICTURE_TYPES = (".png", ".jpg", ".jpeg", ".webp")
+# The modes that start from one input picture (the reference editing models take none).
+FROM_PICTURE = ("image", "inpaint", "extend")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,9 +156,9 @@ CONTROLS = (
     # the visitor has it (the one the PNG records); gradio would otherwise re-save it in RGB.
     Control(name=INPUT_PICTURE, kind=gr.Image, label="Input picture (empty: from the prompt alone)",
             section=FROM_IMAGE, options={"type": "filepath", "image_mode": None, "format": "png", "sources": ["upload"],
-                     "height": 240}),
+                     "height": 240}, modes=FROM_PICTURE),
     Control(name="strength", kind=gr.Slider, label="Strength", section=FROM_IMAGE, default=DEFAULT_STRENGTH,
-            minimum=0, maximum=1, step=0.05, info="0 keeps the picture, 1 draws anew"),
+            minimum=0, maximum=1, step=0.05, info="0 keeps the picture, 1 draws anew", modes=FROM_PICTURE),
     # A painted layer marks what is repainted, whatever the brush colour; nothing painted: image-to-image.
     Control(name=MASK, kind=gr.ImageEditor, label="Mask: paint what should change", section=FROM_IMAGE,
             options={"type": "pil", "image_mode": "RGBA", "format": "png", "sources": ["upload"],
@@ -168,6 +174,11 @@ CONTROLS = (
             per_model=_extend_formats, modes=("extend",)),
     Control(name=EXTEND_ANCHOR, kind=gr.Dropdown, label="Place the picture at", section=FROM_IMAGE,
             default="center", choices=tuple((anchor, anchor) for anchor in ANCHORS), modes=("extend",)),
+    # Files, not an image component: one upload takes several pictures, each kept as the visitor's file.
+    Control(name=REFERENCES, kind=gr.File,
+            label=f"References: up to {MAX_REFERENCES} pictures, the prompt says what to change", section=FROM_IMAGE,
+            options={"file_count": "multiple", "file_types": list(PICTURE_TYPES), "type": "filepath",
+                     "height": 120}, modes=("reference",)),
 )
 CONTROL_NAMES = tuple(control.name for control in CONTROLS)
 

@@ -21,20 +21,21 @@ import gradio as gr
 from pipeline.conditioning import Extend, read_input_image
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.request import CANCEL, MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
-from ui.controls import INPUT_PICTURE, OFF, takes_controls
+from ui.controls import INPUT_PICTURE, OFF, REFERENCES, takes_controls
 from ui.engine import Engine
 from ui.errors import refuse
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 from ui.runs import Run, RunControl
 from ui.settings import (build_request, controls_from_request, describe_source, extend_controls, files_to_upload,
-                         pictures_to_upload, read_extend, read_pictures, without_folders)
+                         pictures_to_upload, read_extend, read_pictures, read_references, references_to_upload,
+                         without_folders)
 
 # Newest first; older entries drop off so one long session cannot grow without bound.
 HISTORY_LIMIT = 48
 # The strengths of the Vary buttons: a variation that keeps the picture, and a looser one.
 SUBTLE, STRONG = 0.3, 0.6
 # The settings fields of the image modes; Reuse settings reads the rest as a text-to-image record.
-IMAGE_MODE_FIELDS = ("mode", "init_image", "mask", "strength", "mask_feather", "extend")
+IMAGE_MODE_FIELDS = ("mode", "init_image", "mask", "strength", "mask_feather", "extend", "references")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class StudioHandlers:
         """Generate images from a prompt, or from an input picture (init_image, with strength) and a
         mask painted over it (white = repaint, softened by mask_feather pixels), or extend the input
         picture to a format (extend_to, the picture placed at extend_anchor; width and height are the
-        format's size then).
+        format's size then), or edit from reference pictures (references, the prompt being the
+        instruction; for the models that take them).
 
         Returns the images (PNGs with their settings inside, captioned with their seeds), the first
         image before and after post-processing (the same file twice when none ran), the seed of the
@@ -135,9 +137,13 @@ class StudioHandlers:
             if values["random_seed"]:
                 # Low enough that every image of a full batch (seed, seed+1, ...) stays in range.
                 values = {**values, "seed": secrets.randbelow(MAX_SEED - MAX_IMAGES + 2)}
-            return build_request(values, *read_pictures(values), read_extend(values, self.studio.limits))
+            return build_request(values, *read_pictures(values), read_extend(values, self.studio.limits),
+                                 read_references(values))
         except ValueError as error:
-            raise refuse(without_folders(str(error), values.get(INPUT_PICTURE) or "")) from None
+            message = without_folders(str(error), values.get(INPUT_PICTURE) or "")
+            for path in values.get(REFERENCES) or ():
+                message = without_folders(message, path)
+            raise refuse(message) from None
 
     def _save(self, result) -> list[ImagePair]:
         folder = self.output_dir / uuid.uuid4().hex
@@ -264,6 +270,11 @@ class StudioHandlers:
             wanted = f"upload {pictures[0]} under Start from an image" + "".join(
                 f" and paint {mask} over it again" for mask in pictures[1:])
             warn(f"This image was made from a picture that its PNG does not hold: {wanted} to redraw it.")
+            status += f"; {wanted}"
+        references = references_to_upload(settings)
+        if references:
+            wanted = f"upload {', '.join(references)} under Start from an image, in this order,"
+            warn(f"This image was made from reference pictures that its PNG does not hold: {wanted} to redraw it.")
             status += f"; {wanted}"
         files = files_to_upload(request.postprocess)
         if files:

@@ -35,8 +35,9 @@ DEVICE_QUEUE = "device"
 # (every, age) in seconds: each hour, delete generated and uploaded files older than a day.
 DELETE_CACHE = (3600, 86400)
 DEFAULT_QUEUE_SIZE = 16
-# The modes that start from an input picture: the "Start from an image" panel serves them.
-IMAGE_MODES = {"image", "inpaint", "extend"}
+# The modes that start from input pictures: the "Start from an image" panel serves them (each of its
+# controls is shown for the modes it serves, e.g. the references for reference editing).
+IMAGE_MODES = {"image", "inpaint", "extend", "reference"}
 LAUNCH_OPTIONS = {
     # Uploads are PNGs to reuse, input pictures, colour references and learned upscaler weights; the common
     # ESRGAN x4 weights are about 67 MB.

@@ -1,7 +1,7 @@
 """Between the generate controls' values and the engine's settings, in both directions.
 
-`read_pictures` reads the "Start from an image" panel's pictures with `pipeline.conditioning`, and
-`read_extend` its outpainting (a format's size for the model, an anchor); `build_request` turns the
+`read_pictures` reads the "Start from an image" panel's pictures with `pipeline.conditioning`
+(`read_references` its reference pictures), and `read_extend` its outpainting (a format's size for the model, an anchor); `build_request` turns the
 values (by control name, see `ui.controls.CONTROLS`), those pictures and that outpainting into a
 `GenerationRequest`; `controls_from_request` turns a stored picture's request back into values
 (`extend_controls` its outpainting), and `pictures_to_upload` names the input pictures it was made
@@ -21,14 +21,15 @@ from typing import Any, Mapping
 from PIL import Image
 
 from pipeline.conditioning import Extend, InputImage, Mask, read_input_image, read_mask
+from pipeline.references import MAX_REFERENCES
 from pipeline.postprocess import PostprocessSettings
 from pipeline.request import GenerationRequest, ModelLimits
-from ui.controls import (CONTROL_NAMES, EXTEND_ANCHOR, EXTEND_TO, INPUT_PICTURE, MASK, OFF, POSTPROCESS, defaults,
-                         in_section)
+from ui.controls import (CONTROL_NAMES, EXTEND_ANCHOR, EXTEND_TO, INPUT_PICTURE, MASK, OFF, POSTPROCESS, REFERENCES,
+                         defaults, in_section)
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 
 # The pictures of the "Start from an image" panel, read by `read_pictures` before the request is built.
-PICTURE_CONTROLS = (INPUT_PICTURE, MASK)
+PICTURE_CONTROLS = (INPUT_PICTURE, MASK, REFERENCES)
 # The controls that are `GenerationRequest` fields of the same name; the post-processing panel's
 # controls make its `postprocess` field, and random_seed chooses the seed.
 REQUEST_CONTROLS = tuple(field.name for field in dataclasses.fields(GenerationRequest)
@@ -103,6 +104,17 @@ def read_pictures(values: Mapping[str, Any]) -> tuple[InputImage | None, Mask | 
     return init_image, mask
 
 
+def read_references(values: Mapping[str, Any]) -> tuple[InputImage, ...]:
+    """The reference pictures (file paths, in upload order), read and checked; ValueError in a sentence
+    naming the reference by its position and its file by its base name only."""
+    paths = values.get(REFERENCES) or ()
+    if isinstance(paths, str):
+        paths = (paths,)
+    if len(paths) > MAX_REFERENCES:
+        raise ValueError(f"references has {len(paths)} pictures; the limit is {MAX_REFERENCES}")
+    return tuple(read_input_image(path, f"reference {position}") for position, path in enumerate(paths, 1))
+
+
 def read_extend(values: Mapping[str, Any], limits: ModelLimits) -> Extend | None:
     """The outpainting the controls ask for: a canvas of the chosen format's size for this model,
     the picture at the chosen anchor; None when extend_to is off."""
@@ -117,16 +129,19 @@ def read_extend(values: Mapping[str, Any], limits: ModelLimits) -> Extend | None
 
 
 def build_request(values: Mapping[str, Any], init_image: InputImage | None = None,
-                  mask: Mask | None = None, extend: Extend | None = None) -> GenerationRequest:
-    """The request the controls describe, from the pictures `read_pictures` read and the outpainting
-    `read_extend` read (the seed as given: random_seed is the handler's); ValueError (naming the
-    field) when a value is out of range. With `extend`, width and height are its canvas's."""
+                  mask: Mask | None = None, extend: Extend | None = None,
+                  references: tuple[InputImage, ...] = ()) -> GenerationRequest:
+    """The request the controls describe, from the pictures `read_pictures` read, the outpainting
+    `read_extend` read and the references `read_references` read (the seed as given: random_seed is
+    the handler's); ValueError (naming the field) when a value is out of range. With `extend`, width
+    and height are its canvas's."""
     postprocess = build_postprocess(values)
     fields = {name: whole(values[name]) for name in REQUEST_CONTROLS}
     fields["negative_prompt"] = fields["negative_prompt"] or ""
     if extend is not None:
         fields["width"], fields["height"] = extend.width, extend.height
-    return GenerationRequest(**fields, postprocess=postprocess, init_image=init_image, mask=mask, extend=extend)
+    return GenerationRequest(**fields, postprocess=postprocess, init_image=init_image, mask=mask, extend=extend,
+                             references=references)
 
 
 def extend_controls(extend: Extend | None, limits: ModelLimits) -> dict[str, str]:
@@ -153,6 +168,7 @@ def controls_from_request(request: GenerationRequest) -> dict[str, Any]:
         **{name: getattr(request, name) for name in REQUEST_CONTROLS},
         INPUT_PICTURE: None,
         MASK: None,
+        REFERENCES: None,
         "denoise": denoise,
         "denoise_strength": post.denoise if denoise == "manual" else defaults()["denoise_strength"],
         "color": post.color or OFF,
@@ -177,6 +193,17 @@ def pictures_to_upload(settings: Mapping[str, Any]) -> list[str]:
     named = [("the input picture", settings.get(INPUT_PICTURE)), ("the mask", settings.get(MASK))]
     return [f"{what} {record['sha256'][:12]}... ({record.get('width')}x{record.get('height')})"
             for what, record in named if isinstance(record, dict) and isinstance(record.get("sha256"), str)]
+
+
+def references_to_upload(settings: Mapping[str, Any]) -> list[str]:
+    """The reference pictures a stored image was made from, in order, as a sentence names them,
+    e.g. ["reference 1 1a2b3c4d5e6f... (512x512)"]."""
+    records = settings.get(REFERENCES)
+    if not isinstance(records, list):
+        return []
+    return [f"reference {position} {record['sha256'][:12]}... ({record.get('width')}x{record.get('height')})"
+            for position, record in enumerate(records, 1)
+            if isinstance(record, dict) and isinstance(record.get("sha256"), str)]
 
 
 def without_folders(message: str, path: str) -> str:

@@ -4,7 +4,9 @@ Prints one saved path per line, in prompt order. Bad input or a missing model pr
 and exits 2 before anything heavy runs; the model loads once for all prompts. With --init-image
 every prompt starts from that picture (image-to-image), and with --mask too only the mask's white
 part is repainted (inpainting). A PNG made that way is regenerated with --from-image and the same
---init-image (and --mask): its settings hold only their SHA-256 and size.
+--init-image (and --mask): its settings hold only their SHA-256 and size. With --reference (one
+or more) every prompt is an instruction applied to those pictures (reference editing), and a PNG
+made that way is regenerated with the same --reference files, in order.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from pipeline.commands.console import EXIT_FAILED, fail
-from pipeline.commands.inputs import add_input_arguments, check_recorded, read_inputs
+from pipeline.commands.inputs import add_input_arguments, check_recorded, check_recorded_references, read_inputs
 from pipeline.commands.options import add_model_arguments, prepare_process
 from pipeline.commands.postprocess import add_stage_arguments, settings_from_args
 from pipeline.metadata import read_settings, request_from_settings, save_png
@@ -55,9 +57,11 @@ def _plan(args: argparse.Namespace) -> tuple[str, list[GenerationRequest], int |
     inputs = read_inputs(args)
     # The pictures go with a saved PNG's record; the other image-mode fields are changes, as --seed is.
     pictures = {name: inputs.pop(name, None) for name in ("init_image", "mask")}
+    pictures["references"] = inputs.pop("references", ())
     if args.from_image is not None:
         settings = read_settings(args.from_image)
-        check_recorded(settings, args.from_image, **pictures)
+        check_recorded(settings, args.from_image, pictures["init_image"], pictures["mask"])
+        check_recorded_references(settings, args.from_image, pictures["references"])
         request, index = request_from_settings(settings, **pictures)
         given = {**_given(args), **inputs}
         if given:  # a variation of the stored image: run it alone with the changes

@@ -1,8 +1,8 @@
 """The image-mode options of `generate`: an input picture, its strength, an inpainting mask, a
-larger canvas to extend it to.
+larger canvas to extend it to, reference pictures to edit from.
 
     add_input_arguments(parser)          --init-image, --strength, --mask, --mask-feather,
-                                         --extend-to, --extend-anchor
+                                         --extend-to, --extend-anchor, --reference (repeatable)
     read_inputs(args)                    the files read and checked -> request fields by name
     check_recorded(settings, png, ...)   the given files against the hashes a saved PNG records
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipeline.conditioning import ANCHORS, MAX_FEATHER, Extend, InputImage, Mask, read_input_image, read_mask
 from pipeline.postprocess.settings import file_name
+from pipeline.references import MAX_REFERENCES
 from pipeline.request import DEFAULT_STRENGTH
 
 # request field -> (its flag, what the flag gives, the same with its article)
@@ -40,6 +41,9 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                             "the canvas is the output's size")
     group.add_argument("--extend-anchor", choices=ANCHORS, metavar="WHERE",
                        help=f"where the picture sits on the canvas: {', '.join(ANCHORS)} (default center)")
+    group.add_argument("--reference", type=Path, action="append", metavar="FILE",
+                       help="reference editing: a picture the prompt's instruction applies to; repeat the flag for "
+                            f"more (up to {MAX_REFERENCES}; FLUX.2 klein and Qwen-Image-Edit models)")
 
 
 def read_inputs(args: argparse.Namespace) -> dict:
@@ -59,6 +63,8 @@ def read_inputs(args: argparse.Namespace) -> dict:
         fields["mask"] = read_mask(args.mask, fields["init_image"].size, "--mask")
     if args.extend_to is not None:
         fields["extend"] = Extend.to(*_size(args.extend_to), args.extend_anchor or "center")
+    if args.reference:
+        fields["references"] = tuple(read_input_image(path, "--reference") for path in args.reference)
     for name in ("strength", "mask_feather"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
@@ -93,3 +99,24 @@ def check_recorded(settings: dict, png: Path, init_image: InputImage | None, mas
         if given[name].sha256 != record["sha256"]:
             raise ValueError(f"{flag} {given[name].name!r} is not the {what} {file_name(png)!r} was made from: its "
                              f"SHA-256 begins {given[name].sha256[:12]}, the settings name {wanted}")
+
+
+def check_recorded_references(settings: dict, png: Path, references: tuple[InputImage, ...]) -> None:
+    """ValueError unless the --reference files given are, in order, the ones the saved `png` was made from."""
+    records = settings.get("references")
+    source = f"--from-image {file_name(png)!r}"
+    if not isinstance(records, list):
+        if references:
+            raise ValueError(f"{source} was made without reference pictures; leave --reference out")
+        return
+    wanted = [f"{record['sha256'][:12]}... ({record.get('width')}x{record.get('height')})"
+              for record in records if isinstance(record, dict) and isinstance(record.get("sha256"), str)]
+    if len(wanted) != len(records):
+        return  # malformed: request_from_settings names the field
+    if len(references) != len(records):
+        raise ValueError(f"{source} was made from {len(records)} reference pictures ({', '.join(wanted)}) and "
+                         f"{len(references)} were given; give each as --reference FILE, in order, to regenerate it")
+    for position, (item, record, named) in enumerate(zip(references, records, wanted), 1):
+        if item.sha256 != record["sha256"]:
+            raise ValueError(f"--reference {item.name!r} is not reference {position} of {file_name(png)!r}: its "
+                             f"SHA-256 begins {item.sha256[:12]}, the settings name {named}")

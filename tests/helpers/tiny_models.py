@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.local_tokenizers import gemma_tokenizer, qwen_tokenizer
+from pipeline.local_tokenizers import QWEN_VISION_TOKENS, gemma_tokenizer, qwen_tokenizer, qwen_vl_processor
 
 TEXT_VOCAB = 512  # covers both tokenizers
 
@@ -121,9 +121,10 @@ def flux2_klein(distilled: bool = False):
                               tokenizer=qwen_tokenizer(), transformer=transformer, is_distilled=distilled)
 
 
-def qwen_image():
-    from diffusers import (AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline,
-                           QwenImageTransformer2DModel)
+def _qwen_image_components(vision_token_ids: dict[str, int] | None = None) -> dict:
+    """Transformer, decoder and Qwen2.5-VL encoder of the Qwen-Image pipelines; `vision_token_ids` tells
+    the encoder which token ids mark a picture (the edit pipelines show it the reference images)."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     transformer = _seeded(lambda: QwenImageTransformer2DModel(
@@ -137,10 +138,34 @@ def qwen_image():
                      "num_key_value_heads": 2, "vocab_size": TEXT_VOCAB, "rope_theta": 1000000.0,
                      "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}},
         vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
-        hidden_size=16, vocab_size=TEXT_VOCAB)
+        hidden_size=16, vocab_size=TEXT_VOCAB, **(vision_token_ids or {}))
     text_encoder = _seeded(lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
-    return QwenImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
-                             tokenizer=qwen_tokenizer(), transformer=transformer)
+    return {"scheduler": FlowMatchEulerDiscreteScheduler(), "vae": vae, "text_encoder": text_encoder,
+            "transformer": transformer}
+
+
+def qwen_image():
+    from diffusers import QwenImagePipeline
+
+    return QwenImagePipeline(tokenizer=qwen_tokenizer(), **_qwen_image_components())
+
+
+def _qwen_image_edit(pipeline_class: str):
+    import diffusers
+
+    processor = qwen_vl_processor()
+    start, pad, end, video = processor.tokenizer.convert_tokens_to_ids(list(QWEN_VISION_TOKENS))
+    components = _qwen_image_components({"vision_start_token_id": start, "image_token_id": pad,
+                                         "vision_end_token_id": end, "video_token_id": video})
+    return getattr(diffusers, pipeline_class)(tokenizer=processor.tokenizer, processor=processor, **components)
+
+
+def qwen_image_edit():
+    return _qwen_image_edit("QwenImageEditPipeline")
+
+
+def qwen_image_edit_plus():
+    return _qwen_image_edit("QwenImageEditPlusPipeline")
 
 
 def lumina2():
@@ -166,7 +191,14 @@ BUILDERS = {
 }
 
 
+# The reference editing families, which serve no text-to-image.
+EDIT_BUILDERS = {
+    "qwen-image-edit": qwen_image_edit,
+    "qwen-image-edit-plus": qwen_image_edit_plus,
+}
+
+
 def save_tiny(name: str, folder: Path) -> Path:
-    """Build the tiny model `name` and save it in diffusers format under `folder`."""
-    BUILDERS[name]().save_pretrained(folder, safe_serialization=True)
+    """Build the tiny model `name` (of `BUILDERS` or `EDIT_BUILDERS`) and save it in diffusers format under `folder`."""
+    {**BUILDERS, **EDIT_BUILDERS}[name]().save_pretrained(folder, safe_serialization=True)
     return folder
