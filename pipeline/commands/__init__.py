@@ -21,6 +21,7 @@ from pipeline.commands.console import OneLineParser, configure, fail
 COMMANDS = {
     "generate": ("pipeline.commands.generate", "Generate PNGs from a prompt (or from a saved image's settings)."),
     "postprocess": ("pipeline.commands.postprocess", "Denoise, colour-correct and upsample an existing picture."),
+    "campaign": ("pipeline.commands.campaign", "Every deliverable of every idea in a CSV, with a manifest (and a ZIP)."),
     "bench": ("pipeline.commands.bench", "Time the studio against the stock diffusers call."),
     "evaluate-postprocess": ("pipeline.commands.evaluate_postprocess",
                              "Measure the post-processing stages against baselines."),
