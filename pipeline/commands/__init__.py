@@ -27,6 +27,9 @@ COMMANDS = {
                              "Measure the post-processing stages against baselines."),
     "evaluate-embedded": ("pipeline.commands.evaluate_embedded", "Measure how well the embedded model follows prompts."),
     "train-embedded": ("pipeline.commands.train_embedded", "Train the embedded model from scratch (resumable)."),
+    "enhance": ("pipeline.commands.enhance", "Rewrite a short prompt into a full description of the picture."),
+    "train-writer": ("pipeline.commands.train_writer", "Train the embedded model's prompt writer (resumable)."),
+    "evaluate-writer": ("pipeline.commands.evaluate_writer", "Measure the embedded model's prompt writer."),
 }
 
 
