@@ -2,8 +2,13 @@
 
 Loads the model once (the embedded default unless `--model` or env `MODEL` names a preset, a
 local diffusers folder or a hub id), logs what was loaded and how long it took, then serves the
-page from `ui/`. Every option also reads an environment variable (named in `--help`); Gradio's own
-variables (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, ...) apply when --host / --port are not given.
+page from `ui/`. With `--backend ray[=ADDRESS]` the page loads no model: it joins the Ray cluster
+and sends each generation to the studio deployed there (`python -m pipeline serve`).
+The prompt writer behind the page's Enhance button is the model's own unless `--enhancer` names a
+causal LM or an OpenAI-compatible URL#MODEL, whose key is read from ENHANCER_API_KEY only;
+`--auto-enhance` ticks the page's auto-enhance box.
+Every option also reads an environment variable (named in `--help`); Gradio's own variables
+(GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, ...) apply when --host / --port are not given.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import sys
 import time
 
 from pipeline.commands.console import OneLineParser, configure, fail
-from pipeline.commands.options import add_model_arguments, env_flag, prepare_process
+from pipeline.commands.options import add_enhancer_argument, add_model_arguments, env_flag, prepare_process
 
 log = logging.getLogger("studio")
 
@@ -24,6 +29,16 @@ def port_number(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be from 1 to 65535, got {port}")
     return port
+
+
+def backend(text: str) -> tuple[str, str | None]:
+    """("local", None), or ("ray", the cluster's address: "auto" when none is given)."""
+    name, _, address = text.partition("=")
+    if name == "local" and not address:
+        return "local", None
+    if name == "ray":
+        return "ray", address or "auto"
+    raise argparse.ArgumentTypeError(f"backend must be local, ray or ray=ADDRESS, got {text!r}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,7 +53,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=os.environ.get("BATCH_SIZE", "4"),
                         help="most compatible waiting requests served together as one forward batch; "
                              "1 serves them one by one (env BATCH_SIZE; default 4)")
+    parser.add_argument("--backend", type=backend, default=os.environ.get("BACKEND", "local"),
+                        help="local: load the model in this process; ray[=ADDRESS]: send generations to the studio "
+                             "deployed on that Ray cluster (README: Scaling out; env BACKEND; default local)")
     add_model_arguments(parser)
+    writer = parser.add_argument_group("prompt writer (README: Prompt writer)")
+    add_enhancer_argument(writer)
+    writer.add_argument("--auto-enhance", action="store_true", default=env_flag("AUTO_ENHANCE"),
+                        help="tick the page's auto-enhance box: a prompt with no enhanced text is rewritten by the "
+                             "prompt writer before it is drawn (env AUTO_ENHANCE=1)")
     add_hosting_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="library logs, loading bars and full tracebacks")
     return parser.parse_args(argv)
@@ -88,11 +111,14 @@ def main(argv: list[str]) -> int:
     from pipeline.models import ModelNotAvailable
     from pipeline.studio import Studio
 
+    if args.backend[0] == "ray":
+        return serve_deployment(args)
     started = time.perf_counter()
     try:
         options = prepare_process(args)
         studio = Studio.load(args.model, device=args.device, speed_options=options, max_batch=args.batch_size,
-                             safety=safety_settings(args), watermark=args.watermark, device_wrapper=on_gpu())
+                             safety=safety_settings(args), watermark=args.watermark, device_wrapper=on_gpu(),
+                             enhancer=args.enhancer)
         queue = ui.queue_options(args.queue_size)
     except (ModelNotAvailable, ValueError) as error:
         return fail(str(error))
@@ -101,7 +127,41 @@ def main(argv: list[str]) -> int:
     log.info("model %s (%s) ready on %s in %.1f s; content gate %s, watermark %s; serving",
              studio.source.reference, studio.family.pipeline_class, studio.device, time.perf_counter() - started,
              "on" if studio.safety else "off", "on" if studio.watermark else "off")
-    demo = ui.build_demo(studio)
+    return launch(studio, queue, args)
+
+
+def serve_deployment(args: argparse.Namespace) -> int:
+    """The page in front of the studio deployed on a Ray cluster: this process loads no model."""
+    import ui
+    from pipeline.commands.serve import quiet_ray
+    from pipeline.serving.client import RayStudio
+    from pipeline.serving.cluster import LOCAL_ADDRESS, LOOPBACK_ENVIRONMENT, token_environment
+
+    if args.safety or args.watermark:
+        return fail("the content gate and the watermark run where the model runs; with --backend ray leave "
+                    "--safety and --watermark off (--no-safety)")
+    if args.enhancer or args.auto_enhance:
+        return fail("the prompt writer runs where the model runs, which a page with --backend ray does not reach; "
+                    "leave --enhancer and --auto-enhance off")
+    address = args.backend[1]
+    if address.removeprefix("ray://").split(":")[0] in (LOCAL_ADDRESS, "localhost"):
+        os.environ.update(LOOPBACK_ENVIRONMENT)  # this process joins as a node on the same loopback address
+    os.environ.update(token_environment())
+    quiet_ray(verbose=args.verbose)
+    try:
+        queue = ui.queue_options(args.queue_size)
+        studio = RayStudio.join(address, verbose=args.verbose)
+    except (ConnectionError, ValueError) as error:
+        return fail(str(error))
+    log.info("model %s (%s) on the Ray cluster at %s, %d requests at once; serving", studio.source.reference,
+             studio.family.pipeline_class, address, studio.max_batch)
+    return launch(studio, queue, args)
+
+
+def launch(studio, queue: dict, args: argparse.Namespace) -> int:
+    import ui
+
+    demo = ui.build_demo(studio, auto_enhance=args.auto_enhance)
     try:
         demo.queue(**queue).launch(server_name=args.host, server_port=args.port, **ui.LAUNCH_OPTIONS)
     except OSError as error:  # the port is taken, or the address is not this machine's

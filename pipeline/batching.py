@@ -14,32 +14,39 @@ it has been cancelled. A request with a bad value fails on its own, before it jo
 request that fails inside the batch (a file gone bad since, a post-processing stage) gets its own
 error from `BatchPartlyFailed` while the others get their images; and a batch that fails as a
 whole for any other reason (the NaN/black check, a device error) is served again one request at
-a time, so that one visitor's request never fails another's.
+a time, so that one visitor's request never fails another's. Live previews are each caller's own
+too: a batch is previewed only when a ticket asks for it (the runner is then given `on_preview=`),
+a step is decoded only when a ticket wants that step, and each ticket is handed its own pictures.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, GenerationRequest, GenerationResult,
                               StepCallback)
 
-# Serves requests together: one result each, in order, or BatchPartlyFailed with each one's outcome.
-BatchRunner = Callable[[list[GenerationRequest], StepCallback | None], list[GenerationResult]]
+if TYPE_CHECKING:
+    from pipeline.previews import PreviewCallback
+
+# Serves requests together: one result each, in order, or BatchPartlyFailed with each one's outcome. A
+# runner that makes previews also takes `on_preview=` (`pipeline.previews.BatchPreviewCallback`).
+BatchRunner = Callable[..., list[GenerationResult]]
 
 
 def batch_key(request: GenerationRequest) -> tuple:
     """Requests with equal keys can share one forward batch: the same steps, guidance, size and mode,
     in the image modes the same input picture, strength, mask and feather (by their hashes), and in
-    reference editing the same references and prompt (some edit pipelines take one prompt a batch)."""
+    reference editing the same references and encoded prompt (some edit pipelines take one prompt a batch)."""
     key = (request.steps, request.guidance, request.width, request.height, request.mode)
     if request.init_image is not None:
         key += (request.init_image.sha256, request.strength)
     if request.mask is not None:
         key += (request.mask.sha256, request.mask_feather)
     if request.references:
-        key += (tuple(picture.sha256 for picture in request.references), request.prompt, request.negative_prompt)
+        key += (tuple(picture.sha256 for picture in request.references), request.encoded_prompt,
+                request.negative_prompt)
     return key
 
 
@@ -47,6 +54,8 @@ def batch_key(request: GenerationRequest) -> tuple:
 class _Ticket:
     request: GenerationRequest  # resolved: defaults filled in, limits checked
     on_step: StepCallback | None
+    on_preview: PreviewCallback | None = None
+    preview_every: int = 1
     result: GenerationResult | None = None
     error: BaseException | None = None
     cancelled_at: tuple[int, int] | None = None  # (step, total) when its caller cancelled
@@ -75,9 +84,12 @@ class BatchingQueue:
         with self._waiting_lock:
             return len(self._waiting)
 
-    def submit(self, request: GenerationRequest, on_step: StepCallback | None = None) -> GenerationResult:
-        """Serve one resolved request, possibly inside a batch with others; blocks until it is done."""
-        ticket = _Ticket(request, on_step)
+    def submit(self, request: GenerationRequest, on_step: StepCallback | None = None, *,
+               on_preview: PreviewCallback | None = None, preview_every: int = 1) -> GenerationResult:
+        """Serve one resolved request, possibly inside a batch with others; blocks until it is done.
+        `on_preview(step, total, pictures)` after every `preview_every`-th previewed step, with this
+        request's own pictures."""
+        ticket = _Ticket(request, on_step, on_preview, preview_every)
         with self._waiting_lock:
             self._waiting.append(ticket)
         while not ticket.done.is_set():
@@ -130,8 +142,12 @@ class BatchingQueue:
                         live = True
             return None if live else CANCEL
 
+        requests = [ticket.request for ticket in batch]
         try:
-            results = self.run_batch([ticket.request for ticket in batch], on_step)
+            if any(ticket.on_preview is not None for ticket in batch):
+                results = self.run_batch(requests, on_step, on_preview=_previews_for(batch))
+            else:
+                results = self.run_batch(requests, on_step)
         except GenerationCancelled:
             if any(ticket.cancelled_at is None for ticket in batch):
                 raise
@@ -145,3 +161,23 @@ class BatchingQueue:
                 ticket.error = result
             else:
                 ticket.result = result
+
+
+def _previews_for(batch: list[_Ticket]):
+    """The batch's preview callback: decodes a step once, only when a live ticket wants it, and hands
+    each such ticket the pictures of its own images."""
+    offsets, start = [], 0
+    for ticket in batch:
+        offsets.append(start)
+        start += ticket.request.num_images
+
+    def on_preview(step: int, total: int, pictures) -> None:
+        wanted = [(ticket, offset) for ticket, offset in zip(batch, offsets)
+                  if ticket.on_preview is not None and ticket.cancelled_at is None and step % ticket.preview_every == 0]
+        if not wanted:
+            return
+        images = pictures()
+        for ticket, offset in wanted:
+            ticket.on_preview(step, total, images[offset:offset + ticket.request.num_images])
+
+    return on_preview

@@ -6,27 +6,33 @@
      "deliverables": ["square", "story", "link"]}
 
 The colour reference is kept as what colour transfer uses, the reference's per-channel mean and
-spread (`ColourReference`, the statistics `postprocess.match_reference` computes from the
-picture), with its SHA-256 and name: a kit, and every picture made with it, reproduces after the
+spread (`ColourReference`, the statistics `postprocess.reference_statistics` computes from the
+picture and `postprocess.apply_statistics` applies), with its SHA-256 and name: a kit, and every picture made with it, reproduces after the
 reference file is gone. Applying a kit (`apply`) appends its style to the prompt, adds its
 negative prompt, and takes over the colour stage: its reference's statistics, then a pull toward
 its palette. Every refusal is one sentence naming the file by its base name and the field.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from pipeline import deliverables
-from pipeline.postprocess import HEX_COLOUR, MAX_PALETTE_COLOURS, PostprocessSettings, file_name, load_reference, shown
-from pipeline.postprocess.images import _blend, _to_array, _to_image
+from pipeline.postprocess import (
+    HEX_COLOUR,
+    MAX_PALETTE_COLOURS,
+    PostprocessSettings,
+    ReferenceStatistics,
+    apply_statistics,
+    file_name,
+    read_reference_statistics,
+    shown,
+)
 
 MAX_KIT_BYTES = 64 * 1024
 MAX_NAME_CHARS = 100
@@ -38,7 +44,7 @@ _REFERENCE_FIELDS = ("name", "sha256", "mean", "std")
 @dataclass(frozen=True)
 class ColourReference:
     """A colour reference by its statistics: per-channel mean and standard deviation of its RGB
-    values on the 0..1 scale (float32, as `match_reference` computes them), the file's SHA-256 and
+    values on the 0..1 scale (as `postprocess.reference_statistics` computes them), the file's SHA-256 and
     base name, and how strongly a picture is pulled to it (0..1)."""
 
     name: str
@@ -49,21 +55,22 @@ class ColourReference:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, strength: float = 1.0) -> ColourReference:
-        """The statistics of a picture read as the colour stage reads a reference (`load_reference`)."""
-        pixels = _to_array(load_reference(os.fspath(path))).reshape(-1, 3)  # (N, 3) float32
-        with open(path, "rb") as file:
-            digest = hashlib.file_digest(file, "sha256").hexdigest()
-        mean, std = pixels.mean(axis=0), pixels.std(axis=0)
-        return cls(file_name(path), digest, tuple(map(float, mean)), tuple(map(float, std)), strength)
+        """The statistics of a picture read as the colour stage reads a reference."""
+        return cls.from_statistics(read_reference_statistics(os.fspath(path)), strength)
+
+    @classmethod
+    def from_statistics(cls, statistics: ReferenceStatistics, strength: float = 1.0) -> ColourReference:
+        return cls(statistics.name, statistics.sha256, statistics.mean, statistics.std, strength)
+
+    @property
+    def statistics(self) -> ReferenceStatistics:
+        """The statistics as the post-processing settings store them."""
+        return ReferenceStatistics(self.mean, self.std, self.sha256, self.name)
 
     def apply(self, image: Image.Image) -> Image.Image:
         """Colour transfer to these statistics: the same pixels as `postprocess.match_reference`
         with the reference picture itself."""
-        x = _to_array(image)  # (H, W, 3)
-        mx, sx = x.reshape(-1, 3).mean(axis=0), x.reshape(-1, 3).std(axis=0)
-        mr, sr = np.array(self.mean, dtype=np.float32), np.array(self.std, dtype=np.float32)
-        y = (x - mx) / np.maximum(sx, 1e-4) * sr + mr
-        return _to_image(_blend(x, np.clip(y, 0.0, 1.0), self.strength))
+        return apply_statistics(image, self.mean, self.std, self.strength)
 
     def to_dict(self) -> dict:
         """The record for a kit file or a PNG's settings."""

@@ -15,8 +15,9 @@ The CSV has a header row and one row per idea:
 `read_campaign` turns rows into jobs, one per file; a row with a bad value becomes a `RowError`
 naming its line, and the other rows still run. `run` renders the jobs with a studio, writes each
 PNG, calls `on_file(done, total, path)` after each, and returns the manifest rows: file,
-deliverable, size, prompt, seed and every setting that made the file, so that `read_manifest`
-gives jobs that render the same pixels again. `write_zip` packs the files and the manifest.
+deliverable, size, prompt, seed and every setting that made the file (the kit as its JSON object),
+so that `read_manifest` gives jobs that render the same pixels again; each PNG holds
+`metadata.deliverable_settings`, so `generate --from-image` remakes it too. `write_zip` packs the files and the manifest.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from typing import Callable, Iterable
 from pipeline import brand, deliverables, styles
 from pipeline.brand import ColourReference
 from pipeline.deliverables import Deliverable
-from pipeline.metadata import save_png
+from pipeline.metadata import deliverable_settings, save_png
 from pipeline.postprocess import PostprocessSettings, file_name, shown
 from pipeline.request import MAX_SEED, GenerationFailed, GenerationRequest, StepCallback
 
@@ -58,7 +59,7 @@ class Job:
     fit: str = "extend"
     anchor: str = "center"
     colour: ColourReference | None = None
-    kit: str = ""
+    kit: brand.Kit | None = None
     style: str = ""
     idea: str = ""  # the row's own prompt, before the style and the kit
     variant: int = 0
@@ -106,11 +107,8 @@ def _row_jobs(folder: Path, idea: int, line: int, row: dict, kits: dict, uses_ne
     if fit not in deliverables.FITS:
         raise ValueError(f"fit must be one of {', '.join(deliverables.FITS)}, got {fit!r}")
     style = row.get("style", "").strip()
-    text, negative = styles.apply(style, prompt, "")
-    colour, postprocess = None, PostprocessSettings()
-    if kit is not None:
-        text, negative, postprocess, colour = brand.apply(kit, text, negative, postprocess)
-    negative = brand.join(row.get("negative", ""), negative if uses_negative else "")
+    text, negative, postprocess, colour = compose(prompt, row.get("negative", ""), style, kit, PostprocessSettings(),
+                                                  uses_negative)
     fields = {"steps": _whole(row, "steps", None, 1, 1000)} if row.get("steps", "").strip() else {}
     if row.get("guidance", "").strip():
         fields["guidance"] = _number(row, "guidance")
@@ -120,9 +118,22 @@ def _row_jobs(folder: Path, idea: int, line: int, row: dict, kits: dict, uses_ne
                                     postprocess=postprocess, **fields)
         for item in chosen:
             jobs.append(Job(f"{idea:02d}-{item.key}-{seed + variant}.png", line, item, request, fit,
-                            colour=colour, kit="" if kit is None else kit.name, style=style, idea=prompt,
+                            colour=colour, kit=kit, style=style, idea=prompt,
                             variant=variant, idea_line=line))
     return jobs
+
+
+def compose(prompt: str, negative_prompt: str, style: str, kit: brand.Kit | None, postprocess: PostprocessSettings,
+            uses_negative_prompt: bool = True) -> tuple[str, str, PostprocessSettings, ColourReference | None]:
+    """(prompt, negative prompt, post-processing, kit colour statistics) of an idea with its style
+    preset and brand kit applied, as every campaign file is made: the style's template, then the
+    kit's style text, negative prompt and colour stage (`brand.apply`). The style's and the kit's
+    negative prompts are left out for a model that takes none; the idea's own is kept."""
+    text, negative = styles.apply(style, prompt, "")
+    colour = None
+    if kit is not None:
+        text, negative, postprocess, colour = brand.apply(kit, text, negative, postprocess)
+    return text, brand.join(negative_prompt, negative if uses_negative_prompt else ""), postprocess, colour
 
 
 def _kit(folder: Path, name: str, kits: dict) -> brand.Kit | None:
@@ -221,8 +232,8 @@ def run(studio, jobs: list[Job], out: str | Path, *, on_file: FileCallback | Non
                 errors.append(failed)
             continue
         key = rendered.settings["generations"][0]
-        record = {**key, "deliverable": {**{k: v for k, v in rendered.settings.items() if k != "generations"},
-                                         "kit": job.kit, "style": job.style, "idea": job.idea}}
+        record = deliverable_settings(rendered.settings, kit=None if job.kit is None else job.kit.to_dict(),
+                                      style=job.style)
         path = save_png(rendered.image, record, out / job.file)
         rows.append(_manifest_row(job, key))
         if on_file is not None:
@@ -239,7 +250,8 @@ def _manifest_row(job: Job, key: dict) -> dict:
         "model": key["model"], "model_revision": key["model_revision"],
         "postprocess": json.dumps(request.postprocess.to_dict(), sort_keys=True),
         "colour_reference": "" if job.colour is None else json.dumps(job.colour.to_dict(), sort_keys=True),
-        "kit": job.kit, "style": job.style, "idea": job.idea, "variant": job.variant, "line": job.idea_line,
+        "kit": "" if job.kit is None else json.dumps(job.kit.to_dict(), sort_keys=True, ensure_ascii=False),
+        "style": job.style, "idea": job.idea, "variant": job.variant, "line": job.idea_line,
     }
 
 
@@ -288,13 +300,15 @@ def _manifest_job(line: int, row: dict) -> Job:
         postprocess = PostprocessSettings.from_dict(json.loads(row.get("postprocess") or "{}"))
         colour_text = row.get("colour_reference", "").strip()
         colour = ColourReference.from_dict(json.loads(colour_text)) if colour_text else None
+        kit_text = row.get("kit", "").strip()
+        kit = brand.Kit.from_dict(json.loads(kit_text)) if kit_text else None
     except json.JSONDecodeError as error:
-        raise ValueError(f"postprocess and colour_reference must be JSON objects ({error.msg})") from None
+        raise ValueError(f"postprocess, colour_reference and kit must be JSON objects ({error.msg})") from None
     request = GenerationRequest(prompt=row.get("prompt", ""), negative_prompt=row.get("negative_prompt", ""),
                                 seed=_whole(row, "seed", 0, 0, MAX_SEED), steps=_whole(row, "steps", None, 1, 1000),
                                 guidance=_number(row, "guidance") if row.get("guidance", "").strip() else None,
                                 postprocess=postprocess)
     return Job(file, line, item, request, row.get("fit", "").strip() or "extend",
-               row.get("anchor", "").strip() or "center", colour, row.get("kit", ""), row.get("style", ""),
+               row.get("anchor", "").strip() or "center", colour, kit, row.get("style", ""),
                row.get("idea", ""), _whole(row, "variant", 0, 0, MAX_VARIANTS - 1),
                _whole(row, "line", 0, 0, 10**9))

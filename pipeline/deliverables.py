@@ -236,7 +236,9 @@ def plan(size: tuple[int, int], limits: ModelLimits, fit: str = "extend", anchor
 
 @dataclass
 class Rendered:
-    """One deliverable: the picture, the same without post-processing, and what made it."""
+    """One deliverable: the picture, the same without post-processing, and what made it (the
+    deliverable's key, title, size, fit, anchor, plan, post-processing and kit colour statistics,
+    and the studio's record of each generation; `metadata.deliverable_settings` makes its PNG's)."""
 
     image: Image.Image
     original: Image.Image
@@ -262,14 +264,15 @@ def render(studio: Studio, request: GenerationRequest, deliverable: Deliverable 
     if route.canvases and "extend" not in studio.modes:
         raise ValueError(f"deliverable {deliverable.key} needs extend (outpainting), which this model cannot do; "
                          "use fit 'crop' instead")
-    post = request.postprocess
+    post = studio.postprocess_chain.resolve(request.postprocess)  # a colour reference recorded by its statistics
     inputs = studio.postprocess_chain.prepare(post)
     base = request.replace(postprocess=PostprocessSettings())
     key_request = base.replace(width=route.key[0], height=route.key[1])
-    cached = None if keys is None else keys.get(key_request)
+    # By the request's repr, which names every field: a request may hold a dict, which cannot be hashed.
+    cached = None if keys is None else keys.get(repr(key_request))
     key = cached or studio.generate(key_request, on_step=on_step)
     if keys is not None:
-        keys[key_request] = key
+        keys[repr(key_request)] = key
     picture, records = key.images[0], [key.settings[0]]
     for canvas in route.canvases:
         extended = studio.generate(base.replace(init_image=read_input_image(picture, "key visual"),
@@ -279,9 +282,10 @@ def render(studio: Studio, request: GenerationRequest, deliverable: Deliverable 
     processed = _postprocess(picture, post, inputs, colour)
     finished = _resize(processed, route.crop, deliverable.size, post, inputs)
     original = finished if processed is picture else _resize(picture, route.crop, deliverable.size, post, inputs)
-    settings = {"deliverable": deliverable.key, "title": deliverable.title, "width": deliverable.width,
-                "height": deliverable.height, "plan": route.to_dict(), "postprocess": post.to_dict(),
-                "colour_statistics": None if colour is None else colour.to_dict(), "generations": records}
+    settings = {"key": deliverable.key, "title": deliverable.title, "width": deliverable.width,
+                "height": deliverable.height, "fit": fit, "anchor": anchor, "plan": route.to_dict(),
+                "postprocess": post.to_dict(), "colour_reference": None if colour is None else colour.to_dict(),
+                "generations": records}
     return Rendered(finished, original, settings)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import NotRequired, TypedDict
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from pipeline.conditioning import Extend, InputImage, Mask, describe
+from pipeline import deliverables
+from pipeline.brand import ColourReference
+from pipeline.conditioning import ANCHORS, Extend, InputImage, Mask, describe
+from pipeline.deliverables import Deliverable
 from pipeline.marking import XMP_KEY, xmp_packet
 from pipeline.postprocess import PostprocessSettings, file_name, shown
 from pipeline.postprocess.images import reason
@@ -27,7 +31,8 @@ SETTINGS_KEY = "studio"
 FORMAT_VERSION = 1
 # Bounds the work of reading a foreign PNG. The largest record this studio writes is about 90 KB:
 # two 2,000-character prompts of 4-byte characters, a palette at its cap, and three paths (the
-# colour reference, the upscaler, a model folder) at 4,096 characters each, escaped as JSON.
+# colour reference, the upscaler, a model folder) at 4,096 characters each, escaped as JSON. A
+# deliverable's adds its plan and its brand kit (a kit file is at most 64 KB).
 MAX_SETTINGS_BYTES = 256 * 1024
 
 
@@ -71,6 +76,19 @@ class ImageSettings(TypedDict):
     extend: NotRequired[dict]
     # Reference editing: `conditioning.describe` of each reference picture, in order.
     references: NotRequired[list]
+    # A deliverable (`deliverable_settings`): the key, title, exact size, fit, anchor and plan of
+    # `pipeline.deliverables` and the brand kit's colour statistics; width, height and postprocess
+    # are then the deliverable's, and the other fields its key visual's.
+    deliverable: NotRequired[dict]
+    # The brand kit applied (`brand.Kit.to_dict`: its name and every setting it brought) and the
+    # style preset's key; the prompts above already hold what they added.
+    kit: NotRequired[dict]
+    style: NotRequired[str]
+    # The prompt writer's text, encoded instead of `prompt` (the user's own), what wrote it and its
+    # settings (`pipeline.enhance.Enhancement`); absent when the prompt was encoded as typed.
+    enhanced_prompt: NotRequired[str]
+    enhancer: NotRequired[str]
+    enhancer_settings: NotRequired[dict]
 
 
 @cache
@@ -117,11 +135,29 @@ def image_settings(request: GenerationRequest, index: int, *, model: str, revisi
         record["references"] = [describe(item) for item in request.references]
     if content:
         record["content"] = content
+    if request.enhanced_prompt.strip():
+        record.update(enhanced_prompt=request.enhanced_prompt, enhancer=request.enhancer,
+                      enhancer_settings=dict(request.enhancer_settings))
+    return record
+
+
+def deliverable_settings(rendered: dict, *, kit: dict | None = None, style: str = "") -> ImageSettings:
+    """The record of a deliverable's PNG from `deliverables.render`'s settings: its key visual's
+    record with the deliverable's size and post-processing, the deliverable (key, title, size, fit,
+    anchor, plan, kit colour statistics) as a field of its own, and the kit and style when given."""
+    record = ImageSettings(**{**rendered["generations"][0], "width": rendered["width"], "height": rendered["height"],
+                              "postprocess": rendered["postprocess"]})
+    record["deliverable"] = {name: rendered[name] for name in _DELIVERABLE_FIELDS}
+    if kit is not None:
+        record["kit"] = kit
+    if style:
+        record["style"] = style
     return record
 
 
 def a1111_parameters(settings: ImageSettings) -> str:
-    lines = [settings["prompt"]]
+    # Other tools redraw from this prompt: the text that was encoded.
+    lines = [settings.get("enhanced_prompt") or settings["prompt"]]
     if settings["negative_prompt"]:
         lines.append(f"Negative prompt: {settings['negative_prompt']}")
     lines.append(
@@ -187,7 +223,10 @@ _REQUIRED_FIELDS = {"prompt": str, "negative_prompt": str, "seed": int, "steps":
                     "width": int, "height": int, "model": str}
 _OPTIONAL_FIELDS = {"batch": dict, "postprocess": dict, "model_revision": str, "pipeline": str, "scheduler": str,
                     "device": str, "dtype": str, "versions": dict, "mode": str, "strength": (int, float),
-                    "init_image": dict, "mask": dict, "mask_feather": int, "extend": dict, "references": list}
+                    "init_image": dict, "mask": dict, "mask_feather": int, "extend": dict, "references": list,
+                    "deliverable": dict, "kit": dict, "style": str, "enhanced_prompt": str, "enhancer": str,
+                    "enhancer_settings": dict}
+_DELIVERABLE_FIELDS = ("key", "title", "width", "height", "fit", "anchor", "plan", "colour_reference")
 _MODES = ("text", "image", "inpaint", "extend", "reference")
 _WHAT = {"init_image": "input picture", "mask": "mask"}
 _BATCH_FIELDS = ("seed", "index", "size")
@@ -227,6 +266,9 @@ def request_from_settings(settings: ImageSettings, init_image: InputImage | None
     A picture made from an input picture (and a mask) records only their hashes and sizes, so
     they are given here: a ValueError sentence when one that the settings name is missing or
     is another file than the one recorded. So are the references of reference editing, in order.
+
+    A deliverable's record gives the request `deliverables.render` takes (no width and height: the
+    deliverable sets them); `stored_deliverable` gives the rest of what renders it again.
     """
     _check_record(settings)
     mode = settings.get("mode", "text")
@@ -238,15 +280,60 @@ def request_from_settings(settings: ImageSettings, init_image: InputImage | None
     if batch is None:
         batch = {"seed": settings["seed"], "index": 0, "size": 1}
     postprocess = settings.get("postprocess")
+    sized = "deliverable" not in settings
     request = GenerationRequest(
         prompt=settings["prompt"], negative_prompt=settings["negative_prompt"], seed=batch["seed"],
-        steps=settings["steps"], guidance=settings["guidance"], width=settings["width"],
-        height=settings["height"], num_images=batch["size"],
-        postprocess=PostprocessSettings.from_dict({} if postprocess is None else postprocess), **inputs)
+        steps=settings["steps"], guidance=settings["guidance"], width=settings["width"] if sized else None,
+        height=settings["height"] if sized else None, num_images=batch["size"],
+        postprocess=PostprocessSettings.from_dict({} if postprocess is None else postprocess),
+        enhanced_prompt=settings.get("enhanced_prompt", ""), enhancer=settings.get("enhancer", ""),
+        enhancer_settings=settings.get("enhancer_settings", {}), **inputs)
     index = batch["index"]
     if not 0 <= index < request.num_images:
         raise ValueError(f"stored batch.index {shown(index)} is outside the batch of {request.num_images}")
     return request, index
+
+
+@dataclass(frozen=True)
+class StoredDeliverable:
+    """What renders a deliverable's PNG again besides its request: `deliverables.render(studio,
+    request, stored.deliverable, **stored.options())`; and the kit and style it was made with."""
+
+    deliverable: Deliverable
+    fit: str
+    anchor: str
+    colour: ColourReference | None = None
+    kit: dict | None = None
+    style: str = ""
+
+    def options(self) -> dict:
+        return {"fit": self.fit, "anchor": self.anchor, "colour": self.colour}
+
+
+def stored_deliverable(settings: ImageSettings) -> StoredDeliverable | None:
+    """The deliverable a stored record was made as (None for any other picture); ValueError naming
+    the field for a record of another form."""
+    _check_record(settings)
+    record = settings.get("deliverable")
+    if record is None:
+        return None
+    missing = [name for name in _DELIVERABLE_FIELDS if name not in record]
+    if missing:
+        raise ValueError(f"stored deliverable is incomplete: {', '.join(missing)} missing")
+    item = deliverables.parse(record["key"])
+    sizes = {"width and height": (settings["width"], settings["height"]),
+             "deliverable width and height": (record["width"], record["height"])}
+    for name, size in sizes.items():
+        if size != item.size:
+            raise ValueError(f"stored {name} are {shown(size[0])}x{shown(size[1])}, but deliverable {item.key} is "
+                             f"{item.width}x{item.height}")
+    for name, allowed in (("fit", deliverables.FITS), ("anchor", ANCHORS)):
+        if record[name] not in allowed:
+            raise ValueError(f"stored deliverable {name} must be one of {', '.join(allowed)}, got {shown(record[name])}")
+    colour = record["colour_reference"]
+    colour = None if colour is None else ColourReference.from_dict(colour, "stored deliverable colour_reference")
+    return StoredDeliverable(item, record["fit"], record["anchor"], colour, settings.get("kit"),
+                             settings.get("style", ""))
 
 
 def _stored_inputs(settings: dict, mode: str, init_image: InputImage | None, mask: Mask | None) -> dict:

@@ -104,9 +104,17 @@ class GenerationRequest:
     mask_feather: int = 0  # pixels
     extend: Extend | None = None
     references: tuple[InputImage, ...] = ()
+    # The prompt writer's text (`pipeline.enhance`), encoded instead of `prompt` when not empty;
+    # `prompt` stays the user's own. `enhancer` and `enhancer_settings` say what wrote it (no secrets).
+    enhanced_prompt: str = ""
+    enhancer: str = ""
+    enhancer_settings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, allow_empty=False)
+        _check_text("enhanced_prompt", self.enhanced_prompt, allow_empty=True)
+        if not isinstance(self.enhancer, str) or not isinstance(self.enhancer_settings, dict):
+            raise ValueError("enhancer must be text and enhancer_settings an object of settings")
         _check_text("negative_prompt", self.negative_prompt, allow_empty=True)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("num_images", self.num_images, 1, MAX_IMAGES)
@@ -181,6 +189,11 @@ class GenerationRequest:
         if self.init_image is not None:
             raise ValueError("references go without an init_image: reference editing makes a new picture from "
                              "the references, so give either references or an init_image, not both")
+
+    @property
+    def encoded_prompt(self) -> str:
+        """The text the model encodes: the enhanced prompt when there is one, else the prompt."""
+        return self.enhanced_prompt if self.enhanced_prompt.strip() else self.prompt
 
     @property
     def extend_size(self) -> tuple[int, int] | None:

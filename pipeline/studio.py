@@ -16,6 +16,7 @@ Stages of `generate`, each timed in the result:
                from the encoded input picture noised to the strength's sigma (`image_modes`), or
                through the family's own diffusers image pipeline, built once with `from_pipe`;
                reference editing gives the references to the family's call (`references`)
+   With `on_preview`, the picture each step predicts is shown on the way (`pipeline.previews`).
 4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black;
                inpainting and extend then put the kept pixels back exactly
 5. postprocess - the optional chain: denoise -> colour -> upsample
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import image_modes, references, speed
+from pipeline import image_modes, previews, references, speed
 from pipeline.batching import BatchingQueue, batch_key
 from pipeline.conditioning import composite
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
@@ -50,6 +51,8 @@ from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, Ge
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
+
+    from pipeline.enhance import Enhancement, PromptEnhancer
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +75,11 @@ class Studio:
     def __init__(self, source: ModelSource, pipe: DiffusionPipeline, device: str, *,
                  speed_options: speed.SpeedOptions | None = None, cache_size: int = 64, max_batch: int = 4,
                  safety: SafetyGate | None = None, watermark: bool = False,
-                 device_wrapper: Callable[[Callable], Callable] | None = None):
+                 device_wrapper: Callable[[Callable], Callable] | None = None, enhancer: str | None = None):
         """`safety`: the host's content gate, if any; `watermark`: hide `marking.WATERMARK` in every
-        picture; `device_wrapper`: applied to the batch runner that holds the device (a Space's
-        `spaces.GPU`, see `pipeline.hosting`)."""
+        picture; `device_wrapper`: applied to the batch runner and the prompt writer, which hold the
+        device (a Space's `spaces.GPU`, see `pipeline.hosting`); `enhancer`: the prompt writer's
+        reference (`pipeline.enhance.build_enhancer`; None: the model's own), built on first use."""
         if watermark:
             check_watermark_available()
         self.source = source
@@ -91,21 +95,29 @@ class Studio:
         self._cache_size = cache_size
         # Image-mode pipelines built with `from_pipe`, by class name: they share `pipe`'s modules.
         self._mode_pipes: dict[str, DiffusionPipeline] = {}
+        self._preview_decoder: previews.PreviewDecoder | None = None
         # diffusers pipelines keep per-call state (scheduler timesteps, guidance scale) on the
         # object, so one call at a time.
         self._lock = threading.Lock()
         # `generate` from many threads: what queues up while the device is busy runs as one batch.
-        def run_batch(requests: list[GenerationRequest], on_step: StepCallback | None) -> list[GenerationResult]:
-            return self.generate_batch(requests, on_step)
+        def run_batch(requests: list[GenerationRequest], on_step: StepCallback | None,
+                      on_preview: previews.BatchPreviewCallback | None = None) -> list[GenerationResult]:
+            if on_preview is None:
+                return self.generate_batch(requests, on_step)
+            return self.generate_batch(requests, on_step, on_preview=on_preview)
 
         self._queue = BatchingQueue(run_batch if device_wrapper is None else device_wrapper(run_batch),
                                     max_batch=max_batch)
+        self.enhancer_reference = enhancer
+        self._enhancer: PromptEnhancer | None = None
+        self._enhancer_lock = threading.Lock()
+        self._rewrite = self._rewrite_on_device if device_wrapper is None else device_wrapper(self._rewrite_on_device)
 
     @classmethod
     def load(cls, reference: str, device: str | None = None, *, speed_options: speed.SpeedOptions | None = None,
              cache_size: int = 64, max_batch: int = 4, like: str | None = None,
              safety: SafetySettings | None = None, watermark: bool = False,
-             device_wrapper: Callable[[Callable], Callable] | None = None) -> Studio:
+             device_wrapper: Callable[[Callable], Callable] | None = None, enhancer: str | None = None) -> Studio:
         """Resolve and load a model (bf16 on CUDA, fp32 on CPU unless `speed_options` say otherwise).
 
         `like`: a preset whose settings apply to `reference` (see `models.resolve`); `safety`: turn
@@ -121,7 +133,7 @@ class Studio:
                  source.revision, device, str(dtype).removeprefix("torch."), time.perf_counter() - started)
         gate = SafetyGate(safety, device, llm=(pipe.text_encoder, pipe.tokenizer)) if safety is not None else None
         return cls(source, pipe, device, speed_options=options, cache_size=cache_size, max_batch=max_batch,
-                   safety=gate, watermark=watermark, device_wrapper=device_wrapper)
+                   safety=gate, watermark=watermark, device_wrapper=device_wrapper, enhancer=enhancer)
 
     @property
     def max_batch(self) -> int:
@@ -152,7 +164,7 @@ class Studio:
         image_modes.check_supported(self.family, self.pipe, request)
         if self.safety is not None:
             # Not the negative prompt: naming what to avoid ("nsfw, gore") is what a careful visitor does.
-            self.safety.check_prompt(request.prompt)
+            self.safety.check_prompt(*dict.fromkeys((request.prompt, request.encoded_prompt)))
         return request, self.postprocess_chain.prepare(request.postprocess)
 
     def encode(self, prompt: str, negative_prompt: str, cfg: bool, pictures: tuple = ()) -> Embeddings:
@@ -174,24 +186,90 @@ class Studio:
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> GenerationResult:
+    @property
+    def enhancer(self) -> PromptEnhancer:
+        """The prompt writer, built once on first use; ValueError, one sentence, when it cannot be."""
+        with self._enhancer_lock:
+            if self._enhancer is None:
+                from pipeline.enhance import build_enhancer
+
+                self._enhancer = build_enhancer(self.enhancer_reference, studio=self, device=self.device)
+            return self._enhancer
+
+    def enhance(self, prompt: str, seed: int | None = None, task: str = "text",
+                should_stop: Callable[[], bool] | None = None) -> Enhancement:
+        """`prompt` rewritten as a full description by the prompt writer (`pipeline.enhance`), for a
+        request's `enhanced_prompt`. The same (prompt, seed, task) is rewritten once. ValueError for a
+        bad prompt or a writer that cannot be built, `safety.PromptRefused` when the host's gate refuses
+        the prompt or its rewrite; `EnhanceFailed`, one sentence, when the writer gives nothing usable
+        (generate from `prompt` then)."""
+        from pipeline.enhance.base import check
+
+        check(prompt, task, seed)  # before waiting for the device
+        if self.safety is not None:
+            self.safety.check_prompt(prompt)
+        enhancer = self.enhancer
+        result = enhancer.cached(prompt, task=task, seed=seed) or self._rewrite(prompt, seed, task, should_stop)
+        if self.safety is not None:
+            self.safety.check_prompt(result.text)
+        return result
+
+    def written(self, prompt: str, text: str) -> Enhancement | None:
+        """The prompt writer's record of `text` as a rewrite of `prompt` (`PromptEnhancer.written`), for
+        the request's `enhancer` fields; None when the writer has not rewritten `prompt` (or is not built)."""
+        with self._enhancer_lock:
+            enhancer = self._enhancer
+        return None if enhancer is None else enhancer.written(prompt, text)
+
+    def vocabulary_notice(self, text: str) -> str | None:
+        """For the embedded model, which knows only its prompt contract's words, one sentence naming
+        the words of `text` it does not know (`pipeline.enhance.unknown_words_notice`); else None."""
+        preset = self.source.preset
+        if preset is None or preset.name != "embedded":
+            return None
+        from pipeline.enhance import unknown_words_notice
+
+        return unknown_words_notice(text)
+
+    def _rewrite_on_device(self, prompt: str, seed: int | None, task: str,
+                           should_stop: Callable[[], bool] | None) -> Enhancement:
+        # The model's own writer is its text encoder: it runs between batches, never during one.
+        with self._lock:
+            return self.enhancer.enhance(prompt, task=task, seed=seed, should_stop=should_stop)
+
+    @property
+    def previews(self) -> bool:
+        """Whether `generate` can show live previews for this model (`pipeline.previews`)."""
+        return previews.supports_previews(self.pipe)
+
+    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None, *,
+                 on_preview: previews.PreviewCallback | None = None, preview_every: int = 1) -> GenerationResult:
         """Run every stage; raises ValueError (bad request), GenerationCancelled or GenerationFailed.
+
+        `on_step(step, total)` after each step (CANCEL from it stops the run); `on_preview(step, total,
+        pictures)`, if given, after every `preview_every`-th step but the first and the last, with this
+        request's pictures as the step predicts them, for a model with `previews`. Previews change
+        no pixel of the result.
 
         Safe to call from many threads at once (the web app does): a request that finds the device
         busy waits, and compatible requests that waited together are then served as one batch
         (`pipeline.batching`), each with its own progress, cancellation and errors.
         """
+        previews.check_every(preview_every)
         request, _ = self.validate(request)  # a bad value or missing file fails before the queue
-        return self._queue.submit(request, on_step)
+        if on_preview is None or not self.previews:
+            return self._queue.submit(request, on_step)
+        return self._queue.submit(request, on_step, on_preview=on_preview, preview_every=preview_every)
 
-    def generate_batch(self, requests: list[GenerationRequest],
-                       on_step: StepCallback | None = None) -> list[GenerationResult]:
+    def generate_batch(self, requests: list[GenerationRequest], on_step: StepCallback | None = None,
+                       on_preview: previews.BatchPreviewCallback | None = None) -> list[GenerationResult]:
         """Serve several requests at once, one result each, in order.
 
         Requests with the same steps, guidance, size and input picture (`batching.batch_key`) share
         one forward batch of the denoiser and decoder; each image keeps its own seed, so it matches
         the request served alone up to the rounding of batched matrix products. Every request is
-        validated before any runs.
+        validated before any runs. `on_preview(step, total, pictures)`: `pictures()` gives the step's
+        predicted pictures of a forward batch, in request order (`pipeline.previews`).
         A request that fails on its own (a value out of limits, a file that cannot be read, a
         post-processing stage) does not fail the others: they are served, then `BatchPartlyFailed`
         carries every request's result or error.
@@ -205,7 +283,8 @@ class Studio:
             for group in _compatible_groups([validated[index][0] for index in ready]):
                 indices = [ready[member] for member in group]
                 resolved, inputs = zip(*(validated[index] for index in indices))
-                for index, result in zip(indices, self._run_group(list(resolved), list(inputs), on_step)):
+                results = self._run_group(list(resolved), list(inputs), on_step, on_preview)
+                for index, result in zip(indices, results):
                     if isinstance(result, GenerationResult):
                         result.timings = {"validate": validate_s, **result.timings}
                     outcomes[index] = result
@@ -220,8 +299,8 @@ class Studio:
         except Exception as error:  # noqa: BLE001 - handed to this request's caller only
             return error
 
-    def _run_group(self, requests: list[GenerationRequest], inputs: list[StageInputs],
-                   on_step: StepCallback | None) -> list[GenerationResult | Exception]:
+    def _run_group(self, requests: list[GenerationRequest], inputs: list[StageInputs], on_step: StepCallback | None,
+                   on_preview: previews.BatchPreviewCallback | None) -> list[GenerationResult | Exception]:
         first = requests[0]  # all share steps, guidance, size and input picture
         seeds = [request.seed + index for request in requests for index in range(request.num_images)]
         fitted = None if first.init_image is None else image_modes.fitted_inputs(first)
@@ -230,7 +309,7 @@ class Studio:
             originals = [fitted.image.copy() for _ in seeds]
             timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
         else:
-            originals, timings = self._generate_images(requests, seeds, fitted, on_step)
+            originals, timings = self._generate_images(requests, seeds, fitted, on_step, on_preview)
 
         results, offset = [], 0
         for request, request_inputs in zip(requests, inputs):
@@ -241,22 +320,23 @@ class Studio:
 
     def _generate_images(self, requests: list[GenerationRequest], seeds: list[int],
                          fitted: image_modes.FittedInputs | None,
-                         on_step: StepCallback | None) -> tuple[list[Image.Image], dict[str, float]]:
+                         on_step: StepCallback | None,
+                         on_preview: previews.BatchPreviewCallback | None) -> tuple[list[Image.Image], dict[str, float]]:
         """Stages 2 to 4 for requests that share one forward batch: one picture per seed, and the timings."""
         first = requests[0]
         started = time.perf_counter()
         cfg = self.family.cfg_active(first.guidance, self.pipe)
         if references.one_prompt_per_batch(self.family.pipeline_class):
             # The batch shares one prompt (`batching.batch_key`); the pipeline repeats it per image.
-            embeddings = self.encode(first.prompt, first.negative_prompt, cfg, first.references)
+            embeddings = self.encode(first.encoded_prompt, first.negative_prompt, cfg, first.references)
         else:
             embeddings = concat_embeddings([
-                repeat_embeddings(self.encode(request.prompt, request.negative_prompt, cfg, request.references),
+                repeat_embeddings(self.encode(request.encoded_prompt, request.negative_prompt, cfg, request.references),
                                   request.num_images)
                 for request in requests], self.family.masks)
         encode_s = time.perf_counter() - started
 
-        pixels, denoise_s, decode_s = self._denoise_and_decode(first, embeddings, seeds, fitted, on_step)
+        pixels, denoise_s, decode_s = self._denoise_and_decode(first, embeddings, seeds, fitted, on_step, on_preview)
         # A dark input may rightly give a dark picture; only text-to-image's black output is a failure.
         self._check_output(pixels, check_black=fitted is None or np.asarray(fitted.image).max() >= BLACK_LEVEL * 255)
         originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
@@ -298,7 +378,8 @@ class Studio:
     @torch.no_grad()
     def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],
                             fitted: image_modes.FittedInputs | None,
-                            on_step: StepCallback | None) -> tuple[np.ndarray, float, float]:
+                            on_step: StepCallback | None,
+                            on_preview: previews.BatchPreviewCallback | None) -> tuple[np.ndarray, float, float]:
         """Stages 3 and 4 through the stock pipeline call, or the family's own image-mode pipeline;
         returns (N, H, W, 3) floats in 0..1."""
         # One CPU generator per image: an image depends only on its own seed, on any device.
@@ -307,12 +388,20 @@ class Studio:
         started = time.perf_counter()
         pipe, arguments, total, blend = self._call_arguments(request, fitted, generators)
         last_step_at = [0.0]
+        tracker = None
+        if on_preview is not None and previews.supports_previews(pipe):
+            tracker = previews.PreviewTracker(pipe.scheduler, self.preview_decoder, request.width, request.height,
+                                              on_preview)
 
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
             if on_step is not None and on_step(step + 1, total) == CANCEL:
                 raise _Stop(step + 1)
+            latents = tensors["latents"]
+            blended = latents if blend is None else blend(step, latents)
+            if tracker is not None:
+                tracker.after_step(step + 1, total, latents, blended)
             last_step_at[0] = time.perf_counter()
-            return {} if blend is None else {"latents": blend(step, tensors["latents"])}
+            return {} if blend is None else {"latents": blended}
 
         try:
             output = pipe(
@@ -357,6 +446,15 @@ class Studio:
             mode_pipe.set_progress_bar_config(disable=True)
             self._mode_pipes[name] = mode_pipe
         return self._mode_pipes[name]
+
+    @property
+    def preview_decoder(self) -> previews.PreviewDecoder:
+        """What turns a step's predicted latents into pictures: the model's decoder if it is small,
+        else a latent-to-RGB projection fitted to it (`pipeline.previews`)."""
+        if self._preview_decoder is None:
+            convention = image_modes.CONVENTIONS.get(self.family.pipeline_class)
+            self._preview_decoder = previews.PreviewDecoder(self.pipe.vae, shift=convention is not None and convention.shift)
+        return self._preview_decoder
 
     @property
     def modes(self) -> tuple[str, ...]:

@@ -279,7 +279,8 @@ def test_serving_settings(app, embedded):
     assert demo.api_open is False  # a queued event is only reached through the queue
     generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
     assert generate.concurrency_limit == embedded.max_batch == 4
-    assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["generate", "cancel"]
+    assert [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"] == ["generate", "enhance",
+                                                                                        "cancel"]
     with pytest.raises(ValueError, match="queue size must be at least 1"):
         ui.queue_options(0)
 

@@ -88,7 +88,8 @@ def test_every_deliverable_of_a_kit_campaign_has_the_palette_dominant_colours(em
         after = palette_distance(made.astype(np.uint8), PALETTE)
         assert after <= (1 - PALETTE_MIN_CUT) * before, (
             f"{job.file}: dominant colours {after:.2f} from the palette, {before:.2f} without the kit")
-        assert read_settings(tmp_path / "out" / job.file)["deliverable"]["kit"] == "Harbour"
+        stored = read_settings(tmp_path / "out" / job.file)
+        assert stored["kit"] == brand.load(tmp_path / "kit.json").to_dict() and "style" not in stored
 
 
 def test_a_kit_colour_reference_reproduces_after_the_file_is_deleted(tmp_path, capsys):
@@ -103,5 +104,5 @@ def test_a_kit_colour_reference_reproduces_after_the_file_is_deleted(tmp_path, c
     capsys.readouterr()
     name = "01-medium-rectangle-0.png"
     assert np.array_equal(levels(tmp_path / "again" / name), levels(tmp_path / "first" / name))
-    stored = read_settings(tmp_path / "first" / name)["deliverable"]["colour_statistics"]
+    stored = read_settings(tmp_path / "first" / name)["deliverable"]["colour_reference"]
     assert stored == json.loads(json.dumps(brand.load(tmp_path / "kit.json").colour_reference.to_dict()))

@@ -59,7 +59,8 @@ def test_the_campaign_writes_every_file_and_a_manifest_of_its_settings(first_run
         picture = levels(out / row["file"])
         assert picture.shape == (height, width, 3)
         stored = read_settings(out / row["file"])
-        assert stored["deliverable"]["deliverable"] == row["deliverable"] and stored["seed"] == int(row["seed"])
+        assert stored["deliverable"]["key"] == row["deliverable"] and stored["seed"] == int(row["seed"])
+        assert (stored["width"], stored["height"], stored["deliverable"]["fit"]) == (width, height, "extend")
     assert len({row["file"] for row in rows}) == 24
     with zipfile.ZipFile(out / "campaign.zip") as archive:
         assert sorted(archive.namelist()) == sorted([row["file"] for row in rows] + ["manifest.csv"])
@@ -125,7 +126,7 @@ def test_styles_and_kits_shape_the_prompt_of_each_job(tmp_path):
     request = jobs[0].request
     assert request.prompt.startswith("cinematic still of a red car, ") and request.prompt.endswith(", flat colours")
     assert request.negative_prompt.startswith("rain, flat lighting") and request.negative_prompt.endswith(", blurry")
-    assert jobs[0].kit == "Harbour" and jobs[0].style == "cinematic" and jobs[0].idea == "a red car"
+    assert jobs[0].kit.name == "Harbour" and jobs[0].style == "cinematic" and jobs[0].idea == "a red car"
     without, _ = campaign.read_campaign(ideas, uses_negative_prompt=False)
     assert without[0].request.negative_prompt == "rain"
 

@@ -15,6 +15,7 @@ from pipeline import conditioning
 from pipeline.__main__ import main
 from pipeline.conditioning import read_input_image, read_mask
 from pipeline.metadata import read_settings
+from pipeline.postprocess import load_reference, reference_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,25 +110,36 @@ def test_bad_post_processing_option_is_one_line(tiny_folder, capsys):
     assert capsys.readouterr().err == "error: color_palette: '#12345' is not a hex colour '#RRGGBB'\n"
 
 
-def test_a_png_whose_colour_reference_is_gone_still_yields_its_settings(tiny_folder, tmp_path, capsys):
+def test_a_png_whose_colour_reference_is_gone_reproduces_from_its_statistics(tiny_folder, tmp_path, capsys):
     reference = tmp_path / "brand.png"
-    Image.new("RGB", (8, 8), (200, 40, 40)).save(reference)
+    write_picture(reference, seed=3)
     assert main(["generate", "--prompt", "a red circle", "--model", str(tiny_folder("sana")), "--steps", "1",
-                 "--width", "32", "--height", "32", "--color-reference", str(reference),
+                 "--width", "32", "--height", "32", "--color-reference", str(reference), "--color-strength", "0.8",
                  "--out", str(tmp_path / "a")]) == 0
     (path,) = saved_paths(capsys)
+    stored = read_settings(path)["postprocess"]["color_statistics"]
+    mean, std = reference_statistics(load_reference(str(reference)))
+    assert stored == {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "sha256": sha256(reference),
+                      "name": "brand.png"}
+    write_picture(tmp_path / "other.png", seed=4)
+    (tmp_path / "other.png").replace(reference)  # another picture under the reference's name
+    assert main(["generate", "--from-image", str(path), "--out", str(tmp_path / "b")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"error: color_reference 'brand.png' is not the colour reference these settings were made "
+                            f"with: its SHA-256 begins {sha256(reference)[:12]}, the settings name {stored['sha256'][:12]}"
+                            "... ('brand.png'); give that file, or none to use its stored statistics\n")
     reference.unlink()
 
     from pipeline.metadata import request_from_settings
     request, index = request_from_settings(read_settings(path))
-    assert (request.prompt, request.postprocess.color, request.postprocess.color_reference, index) == (
-        "a red circle", "reference", str(reference), 0)
-
-    assert main(["generate", "--from-image", str(path), "--out", str(tmp_path / "b")]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == f"error: color_reference: file not found: {reference.name!r}\n"
-    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+    post = request.postprocess
+    assert (request.prompt, post.color, post.color_reference, post.color_statistics.to_dict(), index) == (
+        "a red circle", "reference", str(reference), stored, 0)
+    assert main(["generate", "--from-image", str(path), "--out", str(tmp_path / "b")]) == 0
+    (again,) = saved_paths(capsys)
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(path)))
+    assert read_settings(again)["postprocess"] == read_settings(path)["postprocess"]
 
 
 # Starting from an image ----------------------------------------------------------------------------
@@ -336,3 +348,112 @@ def test_a_family_without_references_refuses_them_in_one_line(tiny_folder, tmp_p
     assert code == 2
     assert capsys.readouterr().err == ("error: reference editing is not available for Sana models; it works with "
                                        "FLUX.2 klein, Qwen-Image-Edit and Qwen-Image-Edit-Plus models\n")
+
+
+# Deliverables, brand kits and style presets ---------------------------------------------------------
+
+CIRCLE = "a large red circle in the center, white background"
+
+
+def test_deliverables_with_a_kit_and_a_style_are_exact_recorded_and_remade_without_the_reference(tmp_path, capsys,
+                                                                                               embedded):
+    from pipeline import brand, campaign, deliverables, styles
+    from pipeline.metadata import request_from_settings, stored_deliverable
+    from pipeline.postprocess import PostprocessSettings
+
+    reference = write_picture(tmp_path / "approved.png", seed=5)
+    kit = brand.Kit("Harbour", palette=("#1D3557", "#E76F51", "#F4E3B2"),
+                    colour_reference=brand.ColourReference.from_file(reference), colour_strength=0.8,
+                    style="flat colours", negative_prompt="blurry")
+    brand.save(kit, tmp_path / "kit.json")
+    assert main(["generate", "--prompt", CIRCLE, "--negative", "rain", "--seed", "3", "--num-images", "2",
+                 "--deliverable", "medium-rectangle", "--deliverable", "160x160", "--kit", str(tmp_path / "kit.json"),
+                 "--style", "flat-illustration", "--out", str(tmp_path / "a")]) == 0
+    paths = saved_paths(capsys)
+    assert [path.name for path in paths] == ["00001-3-medium-rectangle.png", "00002-3-160x160.png",
+                                             "00003-4-medium-rectangle.png", "00004-4-160x160.png"]
+    prompt, negative, post, colour = campaign.compose(CIRCLE, "rain", "flat-illustration", kit, PostprocessSettings())
+    assert prompt == styles.apply("flat-illustration", CIRCLE)[0] + ", flat colours"
+    for path, (key, seed) in zip(paths, [("medium-rectangle", 3), ("160x160", 3), ("medium-rectangle", 4),
+                                         ("160x160", 4)]):
+        item = deliverables.parse(key)
+        assert Image.open(path).size == item.size
+        stored = read_settings(path)
+        assert (stored["prompt"], stored["negative_prompt"], stored["seed"]) == (prompt, negative, seed)
+        assert (stored["width"], stored["height"], stored["kit"], stored["style"]) == (
+            item.width, item.height, kit.to_dict(), "flat-illustration")
+        record = stored["deliverable"]
+        assert (record["key"], record["fit"], record["anchor"], record["colour_reference"]) == (
+            key, "extend", "center", colour.to_dict())
+        assert record["plan"] == deliverables.plan(item.size, embedded.limits).to_dict()
+        assert stored["postprocess"] == post.to_dict()
+    reference.unlink()
+
+    # the page's Reuse: the stored record gives the request and the deliverable that remake the file
+    settings = read_settings(paths[2])
+    request, index = request_from_settings(settings)
+    again = stored_deliverable(settings)
+    assert (request.width, request.height, request.seed, request.num_images, index) == (None, None, 4, 1, 0)
+    assert (again.deliverable.key, again.kit, again.style) == ("medium-rectangle", kit.to_dict(), "flat-illustration")
+    rendered = deliverables.render(embedded, request, again.deliverable, **again.options())
+    assert np.array_equal(np.asarray(rendered.image), np.asarray(Image.open(paths[2])))
+
+    assert main(["generate", "--from-image", str(paths[3]), "--out", str(tmp_path / "b")]) == 0
+    (remade,) = saved_paths(capsys)
+    assert remade.name == "00001-4-160x160.png"
+    assert np.array_equal(np.asarray(Image.open(remade)), np.asarray(Image.open(paths[3])))
+    assert read_settings(remade) == read_settings(paths[3])
+
+
+def test_a_cropped_deliverable_and_another_deliverable_of_a_stored_one(tmp_path, capsys):
+    assert main(["generate", "--prompt", CIRCLE, "--deliverable", "256x128", "--fit", "crop",
+                 "--out", str(tmp_path / "a")]) == 0
+    (path,) = saved_paths(capsys)
+    stored = read_settings(path)["deliverable"]
+    assert Image.open(path).size == (256, 128)
+    assert (stored["fit"], stored["plan"]["canvases"], "kit" in read_settings(path)) == ("crop", [], False)
+    assert main(["generate", "--from-image", str(path), "--deliverable", "leaderboard", "--fit", "extend",
+                 "--out", str(tmp_path / "b")]) == 0
+    (other,) = saved_paths(capsys)
+    assert Image.open(other).size == (728, 90)
+    stored = read_settings(other)
+    assert (stored["deliverable"]["key"], stored["deliverable"]["fit"], stored["seed"]) == ("leaderboard", "extend", 0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--deliverable", "poster"], "error: deliverable 'poster' is neither a name (square, portrait, "),
+    (["--deliverable", "9000x600"], "error: deliverable 9000x600: width must be from 1 to 8192 pixels, got 9000\n"),
+    (["--fit", "crop"], "error: --fit needs --deliverable: it says how a deliverable reaches its aspect\n"),
+    (["--deliverable", "square", "--fit", "stretch"], "error: argument --fit: invalid choice: 'stretch'"),
+    (["--deliverable", "square", "--width", "64"],
+     "error: --width: a deliverable sets the size itself; leave --width out\n"),
+    (["--deliverable", "square", "--init-image", "{picture}"],
+     "error: --deliverable draws from the prompt alone; leave --init-image out\n"),
+    (["--kit", "missing.json"], "error: kit 'missing.json': file not found\n"),
+    (["--kit", "{plain kit}"], "error: --kit 'plain.json' names no default deliverables; give --deliverable NAME or "
+                               "WIDTHxHEIGHT\n"),
+    (["--kit", "{bad kit}", "--deliverable", "square"],
+     "error: kit 'bad.json': palette: 'red' is not a hex colour '#RRGGBB'\n"),
+    (["--style", "noir"], "error: style 'noir' is not one of cinematic, "),
+])
+def test_bad_deliverable_kit_and_style_flags_are_one_line_and_exit_2(args, message, tmp_path, capsys):
+    write_picture(tmp_path / "picture.png")
+    (tmp_path / "plain.json").write_text('{"name": "Plain"}', encoding="utf-8")
+    (tmp_path / "bad.json").write_text('{"name": "Bad", "palette": ["red"]}', encoding="utf-8")
+    files = {"{picture}": "picture.png", "{plain kit}": "plain.json", "{bad kit}": "bad.json"}
+    args = [str(tmp_path / files[arg]) if arg in files else arg for arg in args]
+    try:
+        code = main(["generate", "--prompt", "a cat", *args, "--out", str(tmp_path / "out")])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message), captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_from_image_takes_no_kit_or_style(tmp_path, capsys):
+    for flag, value in (("--kit", "kit.json"), ("--style", "cinematic")):
+        assert main(["generate", "--from-image", str(tmp_path / "made.png"), flag, value]) == 2
+        assert capsys.readouterr().err == (f"error: {flag} applies to --prompt or --prompts-file; the prompt stored in "
+                                           "'made.png' already holds its kit and style\n")

@@ -286,7 +286,7 @@ def test_stage_loop_resumed_after_an_interruption_ends_with_the_same_weights(tmp
 
 # A few seconds: two steps per stage, the smallest pool, no warm-up pool.
 TINY_TRAINING = ["--vae-steps", "2", "--steps", "2", "--batch", "2", "--pool-size", "256",
-                 "--refine-steps", "2", "--position-warmup-steps", "0"]
+                 "--refine-steps", "2", "--position-warmup-steps", "0", "--format-steps", "2"]
 
 
 @pytest.fixture
@@ -309,9 +309,10 @@ def test_train_command_writes_a_model_and_resumes_from_its_checkpoints(tmp_path,
     assert "stage 1 done" in printed and "stage 2 not run here" in printed
     assert (tmp_path / "model.state" / "stage1.pt").exists()
 
-    assert main(args) == 0  # stage 1 is read back, stages 2 and 3 run
+    assert main(args) == 0  # stage 1 is read back, stages 2, 3 and 4 run
     captured = capsys.readouterr()
-    assert "stage 3 done" in captured.out and "done after" in captured.out and "denoiser:" in captured.err
+    assert "stage 3 done" in captured.out and "stage 4 done" in captured.out and "done after" in captured.out
+    assert "denoiser:" in captured.err and "formats: step 2/2" in captured.err
     assert "decoder:" not in captured.err.replace("refine decoder:", ""), "stage 1 ran again"
     files = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
     assert {"model_index.json", "transformer/diffusion_pytorch_model.safetensors"} <= {str(p) for p in files}
@@ -325,9 +326,14 @@ def test_train_command_writes_a_model_and_resumes_from_its_checkpoints(tmp_path,
 def test_train_command_rejects_bad_settings_in_one_line(tmp_path, capsys):
     from pipeline.commands import main
 
-    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,4"]) == 2
-    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 3 separated by "
-                                       "commas, such as 1,2,3 or 3; got '2,4'\n")
+    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,5"]) == 2
+    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 4 separated by "
+                                       "commas, such as 1,2,3,4 or 3; got '2,5'\n")
+    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "3,4", "--init", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("error: --init starts stage 4 from a trained model: use it with "
+                                       "--stages 4, not --stages 3,4\n")
+    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "4", "--init", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --init must be a model folder with a model_index.json; {tmp_path} has none\n"
     assert main(["train-embedded", "--out", str(tmp_path), "--pool-size", "300"]) == 2
     assert capsys.readouterr().err == "error: pool_size must be a multiple of 256, at least 256, got 300\n"
     assert not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """Post-processing: settings validation, bad files, the stages, the chain, the command."""
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import sys
@@ -193,23 +194,22 @@ def test_the_colour_stage_works_on_a_reference_shrunk_to_the_cap(tmp_path, monke
     path = tmp_path / "brand.png"
     big.convert("P", palette=Image.Palette.ADAPTIVE).save(path)
     seen = []
-    stage = chain_module.match_reference
-    monkeypatch.setattr(chain_module, "match_reference",
-                        lambda image, reference, strength: seen.append(reference) or stage(image, reference, strength))
+    measure = chain_module.reference_statistics
+    monkeypatch.setattr(chain_module, "reference_statistics", lambda reference: seen.append(reference) or measure(reference))
 
     settings = PostprocessSettings(color="reference", color_reference=str(path))
     inputs = PostprocessChain().prepare(settings)
     PostprocessChain()(picture(), settings, inputs)
     PostprocessChain()(picture(), settings)
-    for reference in (inputs.color_reference, *seen):
+    for reference in seen:
         assert reference.mode == "RGB" and reference.width * reference.height <= pp.MAX_REFERENCE_PIXELS
         assert abs(reference.width / reference.height - 2000 / 1200) < 0.01
     assert len(seen) == 2
     # what colour transfer uses, the channel means and spreads, barely moves
-    full = np.asarray(Image.open(path).convert("RGB"), dtype=float).reshape(-1, 3)
-    small = np.asarray(inputs.color_reference, dtype=float).reshape(-1, 3)
-    assert np.abs(full.mean(axis=0) - small.mean(axis=0)).max() < 1.0
-    assert np.abs(full.std(axis=0) - small.std(axis=0)).max() < 0.15 * full.std(axis=0).min()
+    full = np.asarray(Image.open(path).convert("RGB"), dtype=float).reshape(-1, 3) / 255
+    mean, std = np.array(inputs.color_statistics.mean), np.array(inputs.color_statistics.std)
+    assert np.abs(full.mean(axis=0) - mean).max() < 1.0 / 255
+    assert np.abs(full.std(axis=0) - std).max() < 0.15 * full.std(axis=0).min()
 
 
 @pytest.mark.parametrize("size, expected", [((5000, 1), (1000, 1)), ((1, 5000), (1, 1000)), ((40, 25), (40, 25)),
@@ -327,14 +327,65 @@ def test_prepared_inputs_give_the_same_pixels(tmp_path):
     settings = PostprocessSettings(color="reference", color_reference=str(ref), color_strength=0.7)
     chain = PostprocessChain()
     inputs = chain.prepare(settings)
-    assert isinstance(inputs, StageInputs) and inputs.color_reference.size == (48, 40) and inputs.upscaler is None
+    assert isinstance(inputs, StageInputs) and inputs.upscaler is None
+    assert inputs.color_statistics == pp.read_reference_statistics(str(ref))
     prepared, _ = chain(picture(), settings, inputs)
     unprepared, _ = chain(picture(), settings)
     by_hand = pp.match_reference(picture(), picture(seed=1), 0.7)
-    assert np.array_equal(np.asarray(prepared), np.asarray(unprepared))
     assert np.array_equal(np.asarray(prepared), np.asarray(by_hand))
+    assert np.array_equal(np.asarray(prepared), np.asarray(unprepared))
     with pytest.raises(ValueError, match="prepare"):
         chain(picture(), settings, StageInputs())
+
+
+def test_a_reference_is_measured_once_and_its_statistics_redo_the_stage(tmp_path):
+    ref = tmp_path / "ref.png"
+    picture(seed=1).save(ref)
+    mean, std = pp.reference_statistics(picture(seed=1))
+    assert mean.dtype == std.dtype == np.float32 and mean.shape == std.shape == (3,)
+    by_hand = pp.match_reference(picture(), picture(seed=1), 0.7)
+    assert np.array_equal(np.asarray(pp.apply_statistics(picture(), mean, std, 0.7)), np.asarray(by_hand))
+
+    resolved = PostprocessChain.resolve(PostprocessSettings(color="reference", color_reference=str(ref),
+                                                            color_strength=0.7))
+    statistics = resolved.color_statistics
+    assert (statistics.name, statistics.sha256) == ("ref.png", hashlib.sha256(ref.read_bytes()).hexdigest())
+    assert statistics.mean == tuple(map(float, mean)) and statistics.std == tuple(map(float, std))
+    stored = PostprocessSettings.from_dict(json.loads(json.dumps(resolved.to_dict())))
+    assert stored == resolved
+    ref.unlink()
+    assert PostprocessChain.resolve(stored) == stored
+    out, _ = PostprocessChain()(picture(), stored)
+    assert np.array_equal(np.asarray(out), np.asarray(by_hand))
+    alone = PostprocessSettings(color="reference", color_statistics=statistics, color_strength=0.7)
+    assert np.array_equal(np.asarray(PostprocessChain()(picture(), alone)[0]), np.asarray(by_hand))
+
+    picture(seed=2).save(ref)  # another picture under the same name
+    with pytest.raises(ValueError) as error:
+        PostprocessChain().prepare(stored)
+    assert str(error.value) == (
+        f"color_reference 'ref.png' is not the colour reference these settings were made with: its SHA-256 begins "
+        f"{hashlib.sha256(ref.read_bytes()).hexdigest()[:12]}, the settings name {statistics.sha256[:12]}... "
+        "('ref.png'); give that file, or none to use its stored statistics")
+
+
+@pytest.mark.parametrize("statistics, message", [
+    ({"mean": [0.5, 0.5], "std": [0.1] * 3, "sha256": "0" * 64},
+     "color_statistics.mean must be 3 numbers from 0 to 1 (R, G, B), got [0.5, 0.5]"),
+    ({"mean": [0.5] * 3, "std": [0.1, 2, 0.1], "sha256": "0" * 64},
+     "color_statistics.std must be 3 numbers from 0 to 1 (R, G, B), got [0.1, 2, 0.1]"),
+    ({"mean": [0.5] * 3, "std": [0.1] * 3, "sha256": "abc"},
+     "color_statistics.sha256 must be 64 hexadecimal digits, got 'abc'"),
+    ({"mean": [0.5] * 3, "std": [0.1] * 3}, "color_statistics must be an object of mean, std, sha256 and name"),
+])
+def test_stored_statistics_of_another_form_are_one_sentence(statistics, message):
+    with pytest.raises(ValueError) as error:
+        PostprocessSettings.from_dict({"color": "reference", "color_statistics": statistics})
+    assert str(error.value).startswith(message)
+    with pytest.raises(ValueError, match=r"^color_reference \(or its stored color_statistics\) is needed exactly"):
+        PostprocessSettings(color=None, color_statistics=PostprocessSettings.from_dict(
+            {"color": "reference", "color_statistics": {"mean": [0.5] * 3, "std": [0.1] * 3,
+                                                        "sha256": "0" * 64}}).color_statistics)
 
 
 def test_chain_with_nothing_enabled_returns_the_picture():

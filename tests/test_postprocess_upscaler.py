@@ -62,7 +62,7 @@ def test_prepare_loads_the_upscaler_once_and_the_chain_runs_it(tmp_path):
     chain = PostprocessChain()
     settings = PostprocessSettings(upscale=4, upscaler=str(tiny_esrgan(tmp_path / "esrgan.safetensors")))
     inputs = chain.prepare(settings)
-    assert inputs.upscaler.scale == 4 and inputs.color_reference is None
+    assert inputs.upscaler.scale == 4 and inputs.color_statistics is None
     assert chain.prepare(settings).upscaler is inputs.upscaler  # from the chain's cache
     out, timings = chain(picture(20, 12), settings, inputs)
     assert list(timings) == ["upscale"]

@@ -55,8 +55,13 @@ def test_bench_writes_every_key(tiny_folder, tmp_path, capsys):
         assert key in results
     assert (results["width"], results["height"], results["steps"], results["device"]) == (32, 32, 2, "cpu")
     assert results["stock_s"] > 0 and results["batch4_images_per_s"] > 0
+    assert set(results["spreads"]) == {"stock", "studio_cold", "studio_warm", "encode", "sequential", "batch4",
+                                       "img2img"}
+    assert all(spread["min_s"] <= spread["median_s"] <= spread["max_s"] for spread in results["spreads"].values())
     table = capsys.readouterr().out
     assert "stock diffusers __call__" in table and "4 requests as one batch" in table
+    assert "median (min-max) of 1, compared runs interleaved" in table
+    assert "warning" not in table  # one run has no spread
 
 
 @pytest.mark.parametrize("name, stock", [("z-image", "ZImageImg2ImgPipeline"), ("sana", None)])

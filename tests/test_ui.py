@@ -67,9 +67,17 @@ def handlers_for(tmp_path, studio: Engine | None = None) -> StudioHandlers:
     return StudioHandlers(studio or FakeStudio(), tmp_path, {name: f"component {name}" for name in names})
 
 
+def updates(stream) -> list:
+    """Everything an event's async generator yields, in order."""
+    async def collect():
+        return [update async for update in stream]
+
+    return asyncio.run(collect())
+
+
 def generate(handlers: StudioHandlers, run_control: RunControl | None = None, **values):
-    """The generate handler called directly, outside gradio, as a test calls it."""
-    return asyncio.run(handlers.generate(run_control or RunControl(), [], **values))
+    """The generate handler called directly, outside gradio, as a test calls it: its final outputs."""
+    return updates(handlers.generate(run_control or RunControl(), [], **values))[-1]
 
 
 def restore(handlers: StudioHandlers, png) -> dict:
@@ -88,10 +96,13 @@ def test_the_generate_endpoint_is_the_declaration_in_order_with_its_defaults(tmp
     assert [p["parameter_name"] for p in parameters] == list(CONTROL_NAMES) == [
         "prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height", "num_images",
         "denoise", "denoise_strength", "color", "color_reference", "color_palette", "color_strength", "upscale",
-        "upscaler", "init_image", "strength", "mask", "mask_feather", "extend_to", "extend_anchor", "references"]
+        "upscaler", "init_image", "strength", "mask", "mask_feather", "extend_to", "extend_anchor", "references",
+        "enhanced_prompt", "auto_enhance"]
     api_defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters if p["parameter_has_default"]}
     # Model-dependent controls start at the model's values; every other one at its declared default.
-    assert api_defaults == {**defaults(), "steps": 8, "guidance": 2.0, "width": 64, "height": 64}
+    # auto_enhance: the host's choice (off unless `app.py --auto-enhance`).
+    assert api_defaults == {**defaults(), "steps": 8, "guidance": 2.0, "width": 64, "height": 64,
+                            "auto_enhance": False}
     assert (EMBEDDED.steps.default, EMBEDDED.guidance.default) == (8, 2.0)
     generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate")
     components = {block.elem_id: block for block in generate.inputs if block.elem_id}
@@ -112,10 +123,13 @@ def test_every_value_an_event_takes_is_checked_under_its_name():
 
 def test_every_control_is_a_request_field_a_postprocess_setting_or_the_seed_choice():
     # Extending a picture (outpainting) is two controls: the format of the canvas and the anchor.
-    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess", "extend"}
+    # The prompt writer's name and settings are recorded by the engine, never typed.
+    request_fields = set(GenerationRequest.__dataclass_fields__) - {"postprocess", "extend", "enhancer",
+                                                                    "enhancer_settings"}
     panel = {control.name for control in in_section(POSTPROCESS)}
     assert panel == set(PostprocessSettings.__dataclass_fields__) | {"denoise_strength"}
-    assert set(CONTROL_NAMES) == request_fields | panel | {"random_seed", "extend_to", "extend_anchor"}
+    assert set(CONTROL_NAMES) == request_fields | panel | {"random_seed", "extend_to", "extend_anchor",
+                                                           "auto_enhance"}
     assert [control.name for control in CONTROLS if control.default is REQUIRED] == ["prompt"]
 
 
@@ -350,13 +364,13 @@ def test_vary_starts_from_the_selected_result_with_the_next_seeds(tmp_path):
     *_, last_run = generate(handlers, **{**UNTOUCHED, "seed": 41, "num_images": 2})
     selected = last_run[1]
     for vary, strength in ((handlers.vary_subtle, 0.3), (handlers.vary_strong, 0.6)):
-        images, _, seed, _, _, _ = asyncio.run(vary(selected, RunControl(), [], **{**UNTOUCHED, "num_images": 3}))
+        images, _, seed, _, _, _ = updates(vary(selected, RunControl(), [], **{**UNTOUCHED, "num_images": 3}))[-1]
         request = studio.requests[-1]
         assert (request.mode, request.strength, request.seed, request.num_images) == ("image", strength, 43, 3)
         assert request.init_image.sha256 == hashlib.sha256(Path(selected.path).read_bytes()).hexdigest()
         assert [caption for _, caption in images] == ["seed 43", "seed 44", "seed 45"] and seed == 43
     with pytest.raises(gr.Error, match="select a result first"):
-        asyncio.run(handlers.vary_subtle(None, RunControl(), [], **UNTOUCHED))
+        updates(handlers.vary_subtle(None, RunControl(), [], **UNTOUCHED))
 
     # "Use this result": the selected picture becomes the input picture, shown under the mask's brush.
     assert handlers.use_result(selected) == selected.path
@@ -505,3 +519,81 @@ def test_a_bad_reference_is_one_sentence_naming_its_position_and_file(tmp_path):
     with pytest.raises(gr.Error) as error:
         generate(handlers_for(tmp_path), **{**UNTOUCHED, "references": [str(good)] * 5})
     assert error.value.message == "references has 5 pictures; the limit is 4"
+
+
+def preview_captions(stream_updates: list) -> list[str]:
+    """The gallery captions of the updates before the last: the live previews."""
+    return [caption for update in stream_updates[:-1] for _, caption in update[0]]
+
+
+def test_live_previews_stream_into_the_gallery_before_the_result(tmp_path, sana):
+    handlers = handlers_for(tmp_path, sana)
+    values = {**UNTOUCHED, "steps": 4, "width": 32, "height": 32, "num_images": 2}
+    streamed = updates(handlers.generate(RunControl(), [], previews=True, **values))
+    captions = preview_captions(streamed)
+    # The newest preview is shown; one overtaken before the page took it is skipped.
+    assert captions and set(captions) <= {"preview: step 2 of 4", "preview: step 3 of 4"}
+    assert len(captions) % 2 == 0  # both pictures of each preview
+    for update in streamed[:-1]:
+        assert all(picture.size == (32, 32) for picture, _ in update[0])
+        assert all(output is gr.skip() or output == gr.skip() for output in update[1:])
+    images, _, seed, _, _, _ = streamed[-1]
+    assert [caption for _, caption in images] == ["seed 0", "seed 1"] and seed == 0
+
+
+def test_live_previews_off_or_unsupported_yield_the_result_alone(tmp_path, sana):
+    values = {**UNTOUCHED, "steps": 4, "width": 32, "height": 32}
+    off = updates(handlers_for(tmp_path, sana).generate(RunControl(), [], previews=False, **values))
+    assert len(off) == 1
+    # An API caller has no box, so no previews; the page's box starts on and is not an API parameter.
+    assert len(updates(handlers_for(tmp_path, sana).generate(RunControl(), [], **values))) == 1
+    demo = ui.build_demo(FakeStudio())
+    assert built(demo)["live-previews"].value is True
+    assert handlers_for(tmp_path, sana).choose_previews(True) is True
+    # Cancel puts the last finished run back in the gallery, in place of a cancelled run's previews.
+    *_, last_run = off[-1]
+    assert handlers_for(tmp_path, sana).drop_previews(last_run) == [(last_run[0].path, "seed 0")]
+    assert handlers_for(tmp_path, sana).drop_previews([]) == []
+    # An engine whose `generate` takes no on_preview (e.g. a remote client) runs without previews.
+    fake = handlers_for(tmp_path, FakeStudio())
+    assert not fake.previews
+    assert len(updates(fake.generate(RunControl(), [], previews=True, **UNTOUCHED))) == 1
+
+
+def selection(index: int) -> gr.SelectData:
+    return gr.SelectData(None, {"index": index, "value": None})
+
+
+def test_the_prompt_history_is_newest_first_searchable_bounded_and_restores_settings(tmp_path, monkeypatch):
+    handlers = handlers_for(tmp_path)
+    history = []
+    for prompt, seed in (("a red circle", 3), ("a blue square", 4), ("a RED square", 5)):
+        *_, last_run = generate(handlers, **{**UNTOUCHED, "prompt": prompt, "seed": seed})
+        history = handlers.remember_prompt(last_run, history)
+    assert [entry["prompt"] for entry in history] == ["a RED square", "a blue square", "a red circle"]
+    # The same settings again move up instead of being kept twice.
+    *_, last_run = generate(handlers, **{**UNTOUCHED, "prompt": "a blue square", "seed": 4})
+    history = handlers.remember_prompt(last_run, history)
+    assert [entry["prompt"] for entry in history] == ["a blue square", "a RED square", "a red circle"]
+
+    rows, shown = handlers.show_prompts(history, "  red ")
+    assert [entry["prompt"] for entry in shown] == ["a RED square", "a red circle"]
+    assert rows.raw_samples == [["a RED square", "seed 5 · 64x64 · 8 steps"], ["a red circle", "seed 3 · 64x64 · 8 steps"]]
+    assert handlers.show_prompts(history, "red circle")[1] == [history[2]]
+    assert handlers.show_prompts(history, "green")[1] == []
+    # Entries of another shape in the browser's storage are passed over, not trusted.
+    assert handlers.show_prompts([{"prompt": "x"}, "junk", *history], "")[1] == history
+
+    # Choosing a row restores exactly what Reuse settings restores from that run's picture.
+    restored = handlers.restore_prompt(shown, selection(1))
+    by_picture = handlers.reuse_settings(last_run[0].path)
+    assert {name: value for name, value in restored.items() if name != "component status"} == {
+        name: value for name, value in by_picture.items() if name != "component status"} | {
+        "component seed": 3, "component prompt": "a red circle"}
+    assert "seed 3 by embedded" in restored["component status"]
+    assert handlers.restore_prompt(shown, selection(7)) == {"component status": gr.update()}
+
+    monkeypatch.setattr("ui.handlers.PROMPT_HISTORY_LIMIT", 3)
+    *_, last_run = generate(handlers, **{**UNTOUCHED, "prompt": "a green triangle"})
+    assert [entry["prompt"] for entry in handlers.remember_prompt(last_run, history)] == [
+        "a green triangle", "a blue square", "a RED square"]

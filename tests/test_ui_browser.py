@@ -78,8 +78,13 @@ def open_session(playwright, tmp_path):
         # Everything the progress bar ever says, however briefly it says it.
         page.evaluate(r"""() => {
             window.studioProgress = new Set();
+            window.studioPreviews = new Set();
             new MutationObserver(() => {
                 for (const m of document.body.innerText.matchAll(/step \d+ of \d+/g)) window.studioProgress.add(m[0]);
+                const results = document.querySelector('#results');
+                for (const m of (results ? results.innerText : '').matchAll(/preview: step \d+ of \d+/g)) {
+                    window.studioPreviews.add(m[0]);
+                }
             }).observe(document.body, {subtree: true, childList: true, characterData: true});
         }""")
         return page
@@ -101,10 +106,12 @@ def generate(page, *, press_enter: bool = False) -> list[str]:
         page.press("#prompt textarea", "Enter")
     else:
         page.click("#generate")
-    # Every run writes its PNGs to a new folder, so new images mean new URLs.
+    # Every run writes its PNGs to a new folder, so new images mean new URLs; live previews come
+    # before them, captioned as previews.
     page.wait_for_function(
         "old => { const now = [...document.querySelectorAll('#results .grid-container img')].map(i => i.src);"
-        " return now.length > 0 && now.join() !== old.join(); }", arg=before, timeout=RUN_TIMEOUT_MS)
+        " const previewing = document.querySelector('#results').innerText.includes('preview:');"
+        " return now.length > 0 && now.join() !== old.join() && !previewing; }", arg=before, timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#status")).to_contain_text("last run")
     return result_urls(page)
 
@@ -359,3 +366,125 @@ def test_extend_a_picture_to_a_format(app_url, open_session, screenshots, tmp_pa
     made = tmp_path / "extended.png"
     made.write_bytes(body)
     assert read_settings(made)["extend"] == {"width": 128, "height": 64, "anchor": "center"}
+
+
+def seen_previews(page) -> list[str]:
+    return page.evaluate("[...window.studioPreviews]")
+
+
+def test_live_previews_appear_during_a_run_and_not_when_switched_off(app_url, open_session, screenshots):
+    page = open_session(app_url)
+    page.fill("#prompt textarea", PROMPT)
+    page.fill("#steps input[type=number]", "40")
+    page.press("#steps input[type=number]", "Enter")
+    expect(page.locator("#live-previews input")).to_be_checked()
+    page.click("#generate")
+    # A preview while the run goes on, then the result.
+    expect(page.locator("#results")).to_contain_text("preview: step", timeout=RUN_TIMEOUT_MS)
+    page.screenshot(path=screenshots / "12-live-preview.png", full_page=True)
+    expect(page.locator("#status")).to_contain_text("last run", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#results")).not_to_contain_text("preview:")
+    previews = seen_previews(page)
+    assert previews and all(re.fullmatch(r"preview: step ([2-9]|[1-3]\d) of 40", text) for text in previews), previews
+    page.screenshot(path=screenshots / "13-after-previews.png", full_page=True)
+
+    page.uncheck("#live-previews input")
+    page.evaluate("window.studioPreviews.clear(); window.studioProgress.clear()")
+    urls = generate(page)
+    assert len(urls) == 1 and seen_previews(page) == []
+    assert "step 40 of 40" in page.evaluate("[...window.studioProgress]")  # the run itself was watched
+    page.screenshot(path=screenshots / "14-previews-off.png", full_page=True)
+
+
+def test_prompt_history_survives_a_reload_and_stays_in_its_browser(app_url, open_session, screenshots):
+    page = open_session(app_url)
+    history = page.locator("#prompt-list")
+    for prompt in (PROMPT, "a small green triangle at the top on a white background"):
+        page.fill("#prompt textarea", prompt)
+        generate(page)
+        expect(history).to_contain_text(prompt)
+    page.reload()
+    expect(page.locator("#status")).to_contain_text("embedded", timeout=60_000)
+    # Newest first, after the reload.
+    expect(history.locator("tbody tr")).to_have_count(2, timeout=30_000)
+    expect(history.locator("tbody tr").first).to_contain_text("green triangle")
+    page.screenshot(path=screenshots / "15-history-after-reload.png", full_page=True)
+
+    page.fill("#prompt-search textarea", "red circle")
+    expect(history.locator("tbody tr")).to_have_count(1)
+    page.fill("#seed input[type=number]", "77")
+    page.fill("#prompt textarea", "something else")
+    history.locator("tbody tr").first.click()
+    expect(page.locator("#status")).to_contain_text("settings restored from seed", timeout=30_000)
+    expect(page.locator("#prompt textarea")).to_have_value(PROMPT)
+    expect(page.locator("#seed input[type=number]")).not_to_have_value("77")
+    page.screenshot(path=screenshots / "16-history-restored.png", full_page=True)
+
+    # Another browser: its history is its own run alone.
+    other = open_session(app_url)
+    other.fill("#prompt textarea", "black background with a big yellow square in the middle")
+    generate(other)
+    expect(other.locator("#prompt-list tbody tr")).to_have_count(1)
+    expect(other.locator("#prompt-list")).to_contain_text("yellow square")
+    expect(other.locator("#prompt-list")).not_to_contain_text("red circle")
+    expect(other.locator("#prompt-list")).not_to_contain_text("green triangle")
+    other.screenshot(path=screenshots / "17-history-other-browser.png", full_page=True)
+
+
+def test_enhance_edit_generate_and_reuse_keep_both_prompts(app_url, open_session, screenshots, tmp_path):
+    page = open_session(app_url)
+    page.fill("#prompt textarea", "a red circle")
+    page.click("#enhance")
+    box = page.locator("#enhanced-prompt textarea")
+    expect(box).not_to_have_value("", timeout=RUN_TIMEOUT_MS)
+    written = box.input_value()
+    assert "red circle" in written and written != "a red circle", written  # the writer keeps what was given
+    expect(page.locator("#prompt textarea")).to_have_value("a red circle")  # the original stays
+    # Edit the rewrite as a person would: at its end.
+    box.click()
+    box.press("Control+End")
+    box.press_sequentially(", big")
+    edited = f"{written}, big"
+    page.screenshot(path=screenshots / "30-enhanced-and-edited.png", full_page=True)
+
+    urls = generate(page)
+    _, body = fetch_image(page, urls[0])
+    made = tmp_path / "enhanced.png"
+    made.write_bytes(body)
+    settings = read_settings(made)
+    assert (settings["prompt"], settings["enhanced_prompt"], settings["enhancer"]) == (
+        "a red circle", edited, "embedded writer")
+    assert settings["enhancer_settings"]["edited"] is True
+    page.screenshot(path=screenshots / "31-generated-from-the-edit.png", full_page=True)
+
+    # A new prompt empties the box; Reuse settings brings both prompts back and redraws the picture.
+    prompt = page.locator("#prompt textarea")
+    prompt.click()
+    prompt.press("Control+A")
+    prompt.press_sequentially("a small green triangle")
+    expect(box).to_have_value("")
+    page.click("#auto-enhance input")
+    page.click("#reuse button.label-wrap")
+    page.set_input_files("#reuse-file input[type=file]", made)
+    expect(page.locator("#status")).to_contain_text("settings restored from seed", timeout=30_000)
+    expect(page.locator("#prompt textarea")).to_have_value("a red circle")
+    expect(box).to_have_value(edited)
+    expect(page.locator("#auto-enhance input")).not_to_be_checked()
+    page.screenshot(path=screenshots / "32-both-prompts-restored.png", full_page=True)
+    urls = generate(page)
+    regenerated, _ = fetch_image(page, urls[0])
+    assert largest_difference(regenerated, made) == 0
+
+
+def test_the_unknown_word_notice_appears_before_the_run(app_url, open_session, screenshots):
+    page = open_session(app_url)
+    page.fill("#prompt textarea", "a big purple dragon breathing fire over a castle")
+    before = result_urls(page)
+    page.click("#generate")
+    notice = page.get_by_text(re.compile(r'The embedded model does not know "dragon", "breathing", "fire", "over", '
+                                         r'"castle": it draws one circle, square or triangle'))
+    expect(notice).to_be_visible(timeout=60_000)
+    page.screenshot(path=screenshots / "33-unknown-words.png", full_page=True)
+    page.wait_for_function("old => { const now = [...document.querySelectorAll('#results .grid-container img')]"
+                           ".map(i => i.src); return now.length > 0 && now.join() !== old.join(); }", arg=before,
+                           timeout=RUN_TIMEOUT_MS)

@@ -49,6 +49,10 @@ REFERENCES = "references"
 PICTURE_TYPES = (".png", ".jpg", ".jpeg", ".webp")
 # The modes that start from one input picture (the reference editing models take none).
 FROM_PICTURE = ("image", "inpaint", "extend")
+# The prompt writer's text, which the model draws from when it is not empty (the prompt stays the
+# visitor's own), and whether a run with that box empty rewrites the prompt first.
+ENHANCE = "enhance"
+ENHANCED_PROMPT, AUTO_ENHANCE = "enhanced_prompt", "auto_enhance"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +82,9 @@ class Control:
         """Whether a caller may send null for it, meaning "the model's default" or "no file"."""
         return self.default is None
 
-    def build(self, limits: ModelLimits, modes: tuple[str, ...]) -> gr.components.Component:
-        """The component for a model with these limits that serves these modes."""
+    def build(self, limits: ModelLimits, modes: tuple[str, ...], **host: Any) -> gr.components.Component:
+        """The component for a model with these limits that serves these modes; `host`: arguments the
+        host's settings decide (the auto-enhance box's value)."""
         arguments = {"label": self.label, "elem_id": self.name.replace("_", "-"),
                      "value": None if self.default is REQUIRED else self.default, **self.options}
         static = {"minimum": self.minimum, "maximum": self.maximum, "step": self.step, "info": self.info,
@@ -89,7 +94,7 @@ class Control:
             arguments.update(self.per_model(limits))
         if self.modes and not set(self.modes) & set(modes):
             arguments["visible"] = False
-        return self.kind(**arguments)
+        return self.kind(**{**arguments, **host})
 
 
 def _steps(limits: ModelLimits) -> dict:
@@ -179,8 +184,21 @@ CONTROLS = (
             label=f"References: up to {MAX_REFERENCES} pictures, the prompt says what to change", section=FROM_IMAGE,
             options={"file_count": "multiple", "file_types": list(PICTURE_TYPES), "type": "filepath",
                      "height": 120}, modes=("reference",)),
+    # Last, so that positional callers of the API keep working.
+    Control(name=ENHANCED_PROMPT, kind=gr.Textbox, label="Enhanced prompt", section=ENHANCE, default="",
+            info="what the model draws when not empty: Enhance writes it from the prompt, and you may edit it",
+            options={"lines": 2, "max_lines": 6, "max_length": MAX_PROMPT_CHARS,
+                     "placeholder": "empty: the prompt is drawn as typed"}),
+    # None: the host's choice (`python app.py --auto-enhance`), which the page's box shows.
+    Control(name=AUTO_ENHANCE, kind=gr.Checkbox, label="Auto-enhance", section=ENHANCE,
+            info="with the box empty, rewrite the prompt before each run", options={"scale": 1}),
 )
 CONTROL_NAMES = tuple(control.name for control in CONTROLS)
+
+
+def named(name: str) -> Control:
+    """The control called `name`."""
+    return next(control for control in CONTROLS if control.name == name)
 
 
 def in_section(section: str) -> tuple[Control, ...]:
@@ -211,7 +229,14 @@ def takes_controls(method: Callable) -> Callable:
         bound.apply_defaults()
         return bound
 
-    if inspect.iscoroutinefunction(method):
+    if inspect.isasyncgenfunction(method):
+        # Gradio streams what an async generator yields (live previews, then the result).
+        @functools.wraps(method)
+        async def with_controls(*args, **values):
+            bound = bind(args, values)
+            async for update in method(*bound.args, **bound.kwargs):
+                yield update
+    elif inspect.iscoroutinefunction(method):
         # Gradio awaits a coroutine function and runs any other in a worker thread.
         @functools.wraps(method)
         async def with_controls(*args, **values):

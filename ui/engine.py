@@ -3,6 +3,11 @@
 `pipeline.studio.Studio` is one. The handlers are typed against `Engine`, not against that class,
 so that importing `ui` loads neither torch nor diffusers, and so that the UI's tests can hand the
 page a small stand-in of the same shape.
+
+An engine with a prompt writer also has `enhance(prompt, seed=, task=, should_stop=)` ->
+`pipeline.enhance.Enhancement`, `written(prompt, text)` (the writer's record of a text it wrote,
+or None) and `vocabulary_notice(text)` (a sentence naming the words the model does not know, or
+None); the page shows its Enhance button and auto-enhance box only then.
 """
 from __future__ import annotations
 
@@ -25,7 +30,11 @@ class ModelFamily(Protocol):
 
 @runtime_checkable
 class Engine(Protocol):
-    """One loaded model: its limits, the modes it serves, where it came from and runs, and `generate`."""
+    """One loaded model: its limits, the modes it serves, where it came from and runs, and `generate`.
+
+    Live previews are optional: an engine that makes them has a true `previews` property and takes
+    `generate(..., on_preview=, preview_every=)` (`pipeline.studio.Studio` does); the page looks for both.
+    """
 
     @property
     def limits(self) -> ModelLimits: ...
@@ -41,7 +50,7 @@ class Engine(Protocol):
 
     @property
     def modes(self) -> tuple[str, ...]:
-        """The modes the model serves, of "text", "image", "inpaint" and "extend" (`GenerationRequest.mode`)."""
+        """The modes the model serves, of "text", "image", "inpaint", "extend" and "reference" (`GenerationRequest.mode`)."""
 
     @property
     def max_batch(self) -> int:

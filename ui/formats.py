@@ -4,9 +4,11 @@ A format is an aspect ratio. Its size for a model has width and height that are 
 the model's size multiple, at most the model's pixel cap and within `AREA_RANGE` of the model's
 native pixel count; among those, the sizes within 1 % of the ratio come first, then those within
 5 %, then the rest by ratio error; inside a band the size nearest the native pixel count wins.
-On a 1024-pixel model every format lands within 1 % of its ratio near one megapixel; on the
-64-pixel embedded model the multiple of 32 allows only 128x224 for 9:16 (1.6 % off) and 128x64
-for 1.91:1 (4.7 % off).
+On a 1024-pixel model every format lands within 1 % of its ratio near one megapixel.
+
+A model trained at one size per format (multi-aspect training with size buckets) names them in
+its limits' `format_sizes`, by ratio ("16:9": (88, 48), ...), and those sizes are used as they
+are: the embedded model draws each format at about 64x64's pixel count, where it was trained.
 """
 from __future__ import annotations
 
@@ -31,6 +33,11 @@ class Format:
     def ratio(self) -> float:
         return self.width_ratio / self.height_ratio
 
+    @property
+    def ratio_label(self) -> str:
+        """"16:9", "1.91:1", ...: the key of a model's `format_sizes`."""
+        return f"{self.width_ratio:g}:{self.height_ratio:g}"
+
 
 FORMATS = (
     Format("square", "Square post 1:1", 1, 1),
@@ -46,6 +53,10 @@ FORMATS_BY_KEY = {fmt.key: fmt for fmt in FORMATS}
 
 def format_size(fmt: Format, limits) -> tuple[int, int]:
     """(width, height) of `fmt` for a model with these `ModelLimits`."""
+    trained = dict(getattr(limits, "format_sizes", None) or ())
+    if fmt.ratio_label in trained:
+        width, height = trained[fmt.ratio_label]
+        return width, height
     multiple, native = limits.size_multiple, limits.default_width * limits.default_height
     low, high = native * AREA_RANGE[0], min(native * AREA_RANGE[1], limits.max_pixels)
     best, best_cost = None, None

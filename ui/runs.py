@@ -10,14 +10,18 @@ CANCEL) or, still waiting in the queue, never starts:
   cancellation reaches it at once and the thread is told to stop;
 - the visitor's connection closing: gradio's queue then marks the event dead (and drops the
   session's requests still waiting), but lets a running handler run on, so the run asks the queue.
+
+A run with live previews hands each preview from its worker thread to the event (`Previews`),
+which yields the newest one to the page; a preview that a newer one overtakes is skipped.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import anyio
 from gradio.context import LocalContext
@@ -66,6 +70,32 @@ class Run:
             return await anyio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
         finally:
             self._abandoned.set()
+
+
+class Previews:
+    """The newest preview of one run: put by the worker thread, taken by the event's coroutine."""
+
+    def __init__(self):
+        self._loop = asyncio.get_running_loop()
+        self._arrived = asyncio.Event()
+        self._latest: tuple[int, int, Any] | None = None
+
+    def put(self, step: int, total: int, pictures) -> None:
+        """From the worker thread: the pictures the run predicts after `step` of `total`."""
+        self._latest = (step, total, pictures)
+        self._loop.call_soon_threadsafe(self._arrived.set)
+
+    async def until_done(self, task: asyncio.Future) -> AsyncIterator[tuple[int, int, Any]]:
+        """Each newest (step, total, pictures) as it arrives, until `task` is done."""
+        while not task.done():
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            try:
+                await asyncio.wait({task, arrived}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrived.cancel()
+            if self._arrived.is_set() and not task.done():
+                self._arrived.clear()
+                yield self._latest
 
 
 def queue_event():

@@ -1,7 +1,9 @@
 """Speed of the studio against the stock diffusers call, on the same components in the same run.
 
 `measure` returns every number of `python -m pipeline bench` as medians of repeated runs after a
-warm-up; `format_table` lays them out with their ratios to the stock call. `arch.build_arch`
+warm-up, the runs compared with each other interleaved (`timing.interleaved`), each with its
+spread; `format_table` lays them out with their ratios to the stock call, their min-max, and a
+warning under the table for every run whose spread is wider than `timing.SPREAD_LIMIT`. `arch.build_arch`
 gives real-size architectures with random weights, so speed can be measured with no download.
 """
 from __future__ import annotations
@@ -15,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.benchmark.timing import interleaved, span, spread_warnings
+
 BATCH_PROMPTS = [
     "a large red circle on the left, blue background",
     "a small green triangle at the top on a white background",
@@ -22,6 +26,11 @@ BATCH_PROMPTS = [
     "little orange circle, bottom, black background",
 ]
 IMAGE_STRENGTH = 0.5
+# The runs' names in the spread warnings.
+LABELS = {"stock": "stock diffusers __call__", "studio_cold": "studio, cold prompt",
+          "studio_warm": "studio, warm prompt", "encode": "LLM prompt encoding alone",
+          "sequential": "4 requests one by one", "batch4": "4 requests as one batch",
+          "img2img": "studio image-to-image", "img2img_stock": "stock image-to-image"}
 # Text-to-image pipeline -> diffusers' own image-to-image pipeline for that family, the stock
 # comparison of the studio's image-to-image (built with `from_pipe`: the same components).
 STOCK_IMAGE_TO_IMAGE = {
@@ -29,18 +38,6 @@ STOCK_IMAGE_TO_IMAGE = {
     "QwenImagePipeline": "QwenImageImg2ImgPipeline",
     "SanaSprintPipeline": "SanaSprintImg2ImgPipeline",
 }
-
-
-def _median_seconds(run, repeat: int, synchronize) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeat):
-        synchronize()
-        started = time.perf_counter()
-        run()
-        synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def _first_image_seconds(model: str, device: str, request) -> float:
@@ -102,15 +99,18 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
         studio.generate_batch(batch)
 
     with torch.no_grad():
+        single = interleaved({"stock": stock, "studio_cold": studio_cold, "studio_warm": studio_warm,
+                              "encode": encode}, repeat, synchronize)
+        batches = interleaved({"sequential": one_by_one, "batch4": batched}, repeat, synchronize)
+        spreads = {name: timing.summary() for name, timing in {**single, **batches}.items()}
         results = {
-            "stock_s": _median_seconds(stock, repeat, synchronize),
-            "studio_cold_s": _median_seconds(studio_cold, repeat, synchronize),
-            "studio_warm_s": _median_seconds(studio_warm, repeat, synchronize),
-            "encode_s": _median_seconds(encode, repeat, synchronize),
-            "sequential_images_per_s": len(batch) / _median_seconds(one_by_one, repeat, synchronize),
-            "batch4_images_per_s": len(batch) / _median_seconds(batched, repeat, synchronize),
+            **{f"{name}_s": timing.median for name, timing in single.items()},
+            "sequential_images_per_s": len(batch) / batches["sequential"].median,
+            "batch4_images_per_s": len(batch) / batches["batch4"].median,
+            "spreads": spreads,
         }
-        results.update(_image_to_image(studio, request, stock_kwargs, repeat, synchronize, results["studio_warm_s"]))
+        results.update(_image_to_image(studio, request, stock_kwargs, repeat, synchronize, results["studio_warm_s"],
+                                       spreads))
     for stage in ("encode", "denoise", "decode", "postprocess"):
         results[f"stage_{stage}_s"] = statistics.median(timing[stage] for timing in cold_timings[1:])
     results["first_image_s"] = (_first_image_seconds(studio.source.reference, studio.device, request)
@@ -120,11 +120,12 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
     return results
 
 
-def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchronize, text_warm_s: float) -> dict:
+def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchronize, text_warm_s: float,
+                    spreads: dict) -> dict:
     """The studio's image-to-image at IMAGE_STRENGTH with a warm prompt (only the seed changes), its
     ratio to the studio's warm text-to-image, and the family's stock diffusers image-to-image call
-    on the same components where diffusers has one. The input is the studio's own text-to-image
-    picture of the request."""
+    on the same components where diffusers has one, the two interleaved; their spreads go into
+    `spreads`. The input is the studio's own text-to-image picture of the request."""
     import torch
 
     from pipeline.conditioning import read_input_image
@@ -145,10 +146,11 @@ def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchroniz
     def studio_image():
         studio.generate(image_request.replace(seed=next(seeds)))
 
-    results["img2img_s"] = _median_seconds(studio_image, repeat, synchronize)
-    results["img2img_ratio_to_text"] = results["img2img_s"] / text_warm_s
     name = STOCK_IMAGE_TO_IMAGE.get(studio.family.pipeline_class)
     if name is None:
+        spreads["img2img"] = interleaved({"img2img": studio_image}, repeat, synchronize)["img2img"].summary()
+        results["img2img_s"] = spreads["img2img"]["median_s"]
+        results["img2img_ratio_to_text"] = results["img2img_s"] / text_warm_s
         return results
     import diffusers
 
@@ -162,39 +164,53 @@ def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchroniz
         generator = torch.Generator("cpu").manual_seed(request.seed)
         stock_pipe(prompt=request.prompt, image=image, strength=IMAGE_STRENGTH, generator=generator, **kwargs)
 
+    timings = interleaved({"img2img": studio_image, "img2img_stock": stock_image}, repeat, synchronize)
+    spreads.update((key, timing.summary()) for key, timing in timings.items())
+    results["img2img_s"], results["img2img_stock_s"] = timings["img2img"].median, timings["img2img_stock"].median
+    results["img2img_ratio_to_text"] = results["img2img_s"] / text_warm_s
     results["img2img_stock_pipeline"] = name
-    results["img2img_stock_s"] = _median_seconds(stock_image, repeat, synchronize)
     results["img2img_ratio_to_stock"] = results["img2img_s"] / results["img2img_stock_s"]
     return results
+
+
+def _seconds(results: dict, key: str) -> str:
+    """A time and its min-max: "0.1234 s (0.1200-0.1300)"."""
+    return f"{results[f'{key}_s']:.4f} s {span(results['spreads'][key])}"
+
+
+def _rate(results: dict, key: str, images: int) -> str:
+    """Images per second and its min-max."""
+    return f"{results[f'{key}_images_per_s']:.2f} img/s {span(results['spreads'][key], lambda s: images / s, 2)}"
 
 
 def _image_to_image_rows(results: dict) -> list[tuple[str, str, str]]:
     strength = f"{results['img2img_strength']:g}"
     if results["img2img_skipped"] is not None:
         return [(f"image-to-image at strength {strength}", "skipped", results["img2img_skipped"])]
-    rows = [(f"image-to-image {strength}, studio, warm prompt", f"{results['img2img_s']:.4f} s",
+    rows = [(f"image-to-image {strength}, studio, warm prompt", _seconds(results, "img2img"),
              f"{results['img2img_ratio_to_text']:.2f} x studio text-to-image, warm prompt")]
     if results["img2img_stock_s"] is None:
         rows.append((f"image-to-image {strength}, stock diffusers", "", "no diffusers image-to-image pipeline"))
     else:
         rows.append((f"image-to-image {strength}, stock {results['img2img_stock_pipeline']}",
-                     f"{results['img2img_stock_s']:.4f} s",
+                     _seconds(results, "img2img_stock"),
                      f"studio / stock image-to-image {results['img2img_ratio_to_stock']:.2f}"))
     return rows
 
 
 def format_table(results: dict) -> str:
+    """The bench's table: each line's median and (min-max), its ratio, then a warning for each wide spread."""
     stock = results["stock_s"]
     rows = [
-        ("stock diffusers __call__", f"{stock:.4f} s", "1.00"),
-        ("studio, cold prompt", f"{results['studio_cold_s']:.4f} s", f"{results['studio_cold_s'] / stock:.2f}"),
+        ("stock diffusers __call__", _seconds(results, "stock"), "1.00"),
+        ("studio, cold prompt", _seconds(results, "studio_cold"), f"{results['studio_cold_s'] / stock:.2f}"),
         *[(f"  stage {stage}", f"{results[f'stage_{stage}_s']:.4f} s", "")
           for stage in ("encode", "denoise", "decode", "postprocess")],
-        ("studio, warm prompt (seed changed)", f"{results['studio_warm_s']:.4f} s",
+        ("studio, warm prompt (seed changed)", _seconds(results, "studio_warm"),
          f"{results['studio_warm_s'] / stock:.2f}"),
-        ("LLM prompt encoding alone", f"{results['encode_s']:.4f} s", f"{results['encode_s'] / stock:.2f}"),
-        ("4 requests one by one", f"{results['sequential_images_per_s']:.2f} img/s", ""),
-        ("4 requests as one batch", f"{results['batch4_images_per_s']:.2f} img/s",
+        ("LLM prompt encoding alone", _seconds(results, "encode"), f"{results['encode_s'] / stock:.2f}"),
+        ("4 requests one by one", _rate(results, "sequential", len(BATCH_PROMPTS)), ""),
+        ("4 requests as one batch", _rate(results, "batch4", len(BATCH_PROMPTS)),
          f"{results['batch4_images_per_s'] / results['sequential_images_per_s']:.2f} x one-by-one"),
         *_image_to_image_rows(results),
     ]
@@ -204,11 +220,18 @@ def format_table(results: dict) -> str:
     if results["cuda_max_allocated_mb"] is not None:
         rows.append(("CUDA max allocated", f"{results['cuda_max_allocated_mb']:.0f} MB", ""))
     header = (f"model {results['model']} on {results['device']} ({results['dtype']}), "
-              f"{results['width']}x{results['height']}, {results['steps']} steps, median of {results['repeat']}")
-    width = max(len(row[0]) for row in rows) + 2
-    lines = [header, f"{'':<{width}}{'time':>16}  ratio to stock"]
-    lines += [f"{name:<{width}}{value:>16}  {ratio}" for name, value, ratio in rows]
-    return "\n".join(lines)
+              f"{results['width']}x{results['height']}, {results['steps']} steps, median (min-max) of "
+              f"{results['repeat']}, compared runs interleaved")
+    return "\n".join([header, *table(rows, "ratio to stock"),
+                      *spread_warnings({LABELS[key]: summary for key, summary in results["spreads"].items()})])
+
+
+def table(rows: list[tuple[str, str, str]], ratio_title: str) -> list[str]:
+    """Rows of (name, value, ratio) as aligned lines under a title line."""
+    name_width = max(len(row[0]) for row in rows) + 2
+    value_width = max(len(row[1]) for row in rows)
+    lines = [f"{'':<{name_width}}{'time':>{value_width}}  {ratio_title}"]
+    return lines + [f"{name:<{name_width}}{value:>{value_width}}  {ratio}" for name, value, ratio in rows]
 
 
 def arch_studio(name: str, device: str, options):

@@ -23,6 +23,7 @@ COMMANDS = {
     "postprocess": ("pipeline.commands.postprocess", "Denoise, colour-correct and upsample an existing picture."),
     "campaign": ("pipeline.commands.campaign", "Every deliverable of every idea in a CSV, with a manifest (and a ZIP)."),
     "bench": ("pipeline.commands.bench", "Time the studio against the stock diffusers call."),
+    "serve": ("pipeline.commands.serve", "Deploy the studio on Ray Serve for pages started with --backend ray."),
     "evaluate-postprocess": ("pipeline.commands.evaluate_postprocess",
                              "Measure the post-processing stages against baselines."),
     "evaluate-embedded": ("pipeline.commands.evaluate_embedded", "Measure how well the embedded model follows prompts."),

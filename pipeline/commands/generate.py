@@ -7,19 +7,52 @@ part is repainted (inpainting). A PNG made that way is regenerated with --from-i
 --init-image (and --mask): its settings hold only their SHA-256 and size. With --reference (one
 or more) every prompt is an instruction applied to those pictures (reference editing), and a PNG
 made that way is regenerated with the same --reference files, in order.
+
+With --deliverable (repeatable) every prompt gives one file of exactly each deliverable's size
+(`pipeline.deliverables`: a key visual extended to the aspect, or cropped with --fit crop); --kit
+applies a brand kit and --style a style preset as `campaign` does. A deliverable's PNG records
+all of it, so --from-image makes the same deliverable again, pixel for pixel; and a colour
+reference's statistics, so a PNG made with one is regenerated after the file is gone.
+
+With --enhance every prompt is first rewritten as a full description by the prompt writer
+(--enhancer, else the model's own; `pipeline.enhance`) and the picture is drawn from the rewrite;
+the PNG holds both prompts, so --from-image draws it again without the writer. A writer that gives
+nothing usable is a `notice:` line on stderr and the prompt is used as given. For the embedded
+model, words it does not know are named in a `notice:` line before any picture is made.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipeline import brand, campaign, deliverables, styles
+from pipeline.brand import ColourReference
 from pipeline.commands.console import EXIT_FAILED, fail
 from pipeline.commands.inputs import add_input_arguments, check_recorded, check_recorded_references, read_inputs
-from pipeline.commands.options import add_model_arguments, prepare_process
+from pipeline.commands.options import add_enhancer_argument, add_model_arguments, prepare_process
 from pipeline.commands.postprocess import add_stage_arguments, settings_from_args
-from pipeline.metadata import read_settings, request_from_settings, save_png
+from pipeline.deliverables import Deliverable
+from pipeline.metadata import deliverable_settings, read_settings, request_from_settings, save_png, stored_deliverable
+from pipeline.postprocess import PostprocessChain, PostprocessSettings, file_name
 from pipeline.request import GenerationRequest
+
+FIT_NEEDS_DELIVERABLE = "--fit needs --deliverable: it says how a deliverable reaches its aspect"
+
+
+@dataclass(frozen=True)
+class Design:
+    """What every request of a run is made as besides its own settings: its deliverables (none: the
+    request's own size), how they reach their aspect, the kit's colour statistics, and the kit
+    (`Kit.to_dict`) and style key its PNGs record."""
+
+    deliverables: tuple[Deliverable, ...] = ()
+    fit: str = "extend"
+    anchor: str = "center"
+    colour: ColourReference | None = None
+    kit: dict | None = None
+    style: str = ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +72,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, default_model=None,
                         default_help="embedded, or with --from-image the image's own model")
     add_stage_arguments(parser)
+    writer = parser.add_argument_group("prompt writer (README: Prompt writer)")
+    writer.add_argument("--enhance", action="store_true",
+                        help="rewrite each prompt as a full description with the prompt writer, then generate from "
+                             "the rewrite; the PNG holds both prompts (a failure is a notice, and the prompt is "
+                             "used as given)")
+    add_enhancer_argument(writer)
+    group = parser.add_argument_group("deliverables, brand kits and style presets")
+    group.add_argument("--deliverable", action="append", metavar="NAME|WxH",
+                       help="one file of exactly this size per prompt and image: a name of the deliverables table "
+                            "(square, story, link, leaderboard, ...) or WIDTHxHEIGHT; repeat the flag for more")
+    group.add_argument("--fit", choices=deliverables.FITS,
+                       help="how a deliverable reaches its aspect: extend the picture (default) or crop it")
+    group.add_argument("--kit", type=Path, metavar="FILE",
+                       help="a brand kit (JSON): its style text, negative prompt and colours on every file; its "
+                            "default deliverables when --deliverable is not given")
+    group.add_argument("--style", metavar="KEY", help="a style preset of assets/styles.json, e.g. cinematic")
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -46,27 +95,45 @@ def _given(args: argparse.Namespace) -> dict:
     names = {"negative": "negative_prompt", "seed": "seed", "steps": "steps", "guidance": "guidance",
              "width": "width", "height": "height", "num_images": "num_images"}
     given = {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
-    postprocess = settings_from_args(args)
+    # The colour reference is measured now, so every PNG records its statistics and reproduces without it.
+    postprocess = PostprocessChain.resolve(settings_from_args(args))
     if postprocess.enabled:
         given["postprocess"] = postprocess
     return given
 
 
-def _plan(args: argparse.Namespace) -> tuple[str, list[GenerationRequest], int | None]:
-    """The model reference, the requests to run, and for --from-image the one image to keep."""
+def _plan(args: argparse.Namespace,
+          uses_negative_prompt: bool = True) -> tuple[str, list[GenerationRequest], int | None, Design]:
+    """The model reference, the requests to run, for --from-image the one image to keep, and what
+    each request is made as. `uses_negative_prompt`: False for a model that takes none, so that the
+    style's and the kit's negative prompts are left out."""
     inputs = read_inputs(args)
     # The pictures go with a saved PNG's record; the other image-mode fields are changes, as --seed is.
     pictures = {name: inputs.pop(name, None) for name in ("init_image", "mask")}
     pictures["references"] = inputs.pop("references", ())
     if args.from_image is not None:
-        settings = read_settings(args.from_image)
-        check_recorded(settings, args.from_image, pictures["init_image"], pictures["mask"])
-        check_recorded_references(settings, args.from_image, pictures["references"])
-        request, index = request_from_settings(settings, **pictures)
-        given = {**_given(args), **inputs}
-        if given:  # a variation of the stored image: run it alone with the changes
-            request, index = request.replace(seed=settings["seed"], num_images=1).replace(**given), None
-        return args.model or settings["model"], [request], index
+        return _plan_from_image(args, pictures, inputs)
+    prompts = _prompts(args)
+    fields = {**_given(args), **pictures, **inputs}
+    kit = brand.load(args.kit) if args.kit is not None else None
+    style = (args.style or "").strip()
+    if style:
+        styles.get(style)
+    chosen = _deliverables(args, fields, kit)
+    requests, colour = [], None
+    for prompt in prompts:
+        text, negative, postprocess, colour = campaign.compose(
+            prompt, fields.get("negative_prompt", ""), style, kit, fields.get("postprocess", PostprocessSettings()),
+            uses_negative_prompt)
+        requests.append(GenerationRequest(**{**fields, "prompt": text, "negative_prompt": negative,
+                                             "postprocess": postprocess}))
+    design = Design(chosen, args.fit or "extend", colour=colour, kit=None if kit is None else kit.to_dict(),
+                    style=style)
+    return args.model or "embedded", requests, None, design
+
+
+def _prompts(args: argparse.Namespace) -> list[str]:
+    """The prompts of --prompt or --prompts-file; ValueError naming the flag."""
     if args.prompts_file is not None:
         try:
             lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
@@ -75,12 +142,90 @@ def _plan(args: argparse.Namespace) -> tuple[str, list[GenerationRequest], int |
         prompts = [line.strip() for line in lines if line.strip()]
         if not prompts:
             raise ValueError(f"--prompts-file {str(args.prompts_file)!r} holds no prompts")
-    elif args.prompt is not None:
-        prompts = [args.prompt]
-    else:
-        raise ValueError("give --prompt, --prompts-file or --from-image")
-    fields = {**_given(args), **pictures, **inputs}
-    return args.model or "embedded", [GenerationRequest(prompt=prompt, **fields) for prompt in prompts], None
+        return prompts
+    if args.prompt is not None:
+        return [args.prompt]
+    raise ValueError("give --prompt, --prompts-file or --from-image")
+
+
+def _plan_from_image(args: argparse.Namespace, pictures: dict, inputs: dict):
+    """`_plan` for --from-image: the stored request and design, with the flags given as changes."""
+    for flag, value in (("--kit", args.kit), ("--style", args.style)):
+        if value is not None:
+            raise ValueError(f"{flag} applies to --prompt or --prompts-file; the prompt stored in "
+                             f"{args.from_image.name!r} already holds its kit and style")
+    settings = read_settings(args.from_image)
+    check_recorded(settings, args.from_image, pictures["init_image"], pictures["mask"])
+    check_recorded_references(settings, args.from_image, pictures["references"])
+    request, index = request_from_settings(settings, **pictures)
+    stored = stored_deliverable(settings)
+    design = Design(style=settings.get("style", ""))
+    if stored is not None:
+        design = Design((stored.deliverable,), stored.fit, stored.anchor, stored.colour, stored.kit, stored.style)
+    given = {**_given(args), **inputs}
+    if args.deliverable:
+        design = replace(design, deliverables=_deliverables(args, {**given, **pictures}, None))
+        given.update(width=None, height=None)  # the stored picture's own size gives way to the deliverables'
+    elif stored is not None:
+        _deliverables(args, {**given, **pictures}, None, stored.deliverable.key)
+    elif args.fit is not None:
+        raise ValueError(FIT_NEEDS_DELIVERABLE)
+    if args.fit is not None:
+        design = replace(design, fit=args.fit)
+    if given:  # a variation of the stored image: run it alone with the changes
+        request, index = request.replace(seed=settings["seed"], num_images=1).replace(**given), None
+    return args.model or settings["model"], [request], index, design
+
+
+def _deliverables(args: argparse.Namespace, fields: dict, kit: brand.Kit | None,
+                  *stored: str) -> tuple[Deliverable, ...]:
+    """The deliverables of the flags, else the kit's defaults, else the `stored` ones, each once, with
+    the request's fields checked against them; ValueError naming the flag."""
+    names = args.deliverable or (kit.deliverables if kit is not None else ()) or stored
+    if not names:
+        if kit is not None:
+            raise ValueError(f"--kit {file_name(args.kit)!r} names no default deliverables; give --deliverable "
+                             "NAME or WIDTHxHEIGHT")
+        if args.fit is not None:
+            raise ValueError(FIT_NEEDS_DELIVERABLE)
+        return ()
+    chosen = tuple({item.key: item for item in map(deliverables.parse, names)}.values())
+    for name, flag in (("width", "--width"), ("height", "--height")):
+        if fields.get(name) is not None:
+            raise ValueError(f"{flag}: a deliverable sets the size itself; leave {flag} out")
+    for name, flag in (("init_image", "--init-image"), ("references", "--reference")):
+        if fields.get(name):
+            raise ValueError(f"--deliverable draws from the prompt alone; leave {flag} out")
+    return chosen
+
+
+def _enhanced(studio, requests: list[GenerationRequest], enhance: bool) -> list[GenerationRequest]:
+    """The requests, each with its prompt writer's text when `enhance` (a request that carries one
+    already, from --from-image, keeps it: the same pixels, no rewrite); for the embedded model the
+    words it does not know are named on stderr, before any picture is made. A writer that gives
+    nothing usable is a notice, and that request goes on with its own prompt."""
+    from pipeline.enhance import EnhanceFailed
+
+    done = []
+    for request in requests:
+        _notice(studio, request.prompt)
+        if enhance and not request.enhanced_prompt:
+            task = "edit" if request.mode == "reference" else "text"
+            try:
+                enhancement = studio.enhance(request.prompt, seed=request.seed, task=task)
+                request = request.replace(**enhancement.request_fields())
+            except EnhanceFailed as error:
+                print(f"notice: {error}", file=sys.stderr, flush=True)
+        if request.encoded_prompt != request.prompt:
+            _notice(studio, request.encoded_prompt)
+        done.append(request)
+    return done
+
+
+def _notice(studio, text: str) -> None:
+    notice = studio.vocabulary_notice(text)
+    if notice:
+        print(f"notice: {notice}", file=sys.stderr, flush=True)
 
 
 def _next_number(folder: Path) -> int:
@@ -110,9 +255,39 @@ def _progress_bar():
     return on_step, close
 
 
+def _save_deliverables(studio, request: GenerationRequest, design: Design, out: Path, number: int,
+                       on_step) -> int:
+    """Render and save each deliverable of each of the request's images (image k: seed + k); the next file number."""
+    keys = {}  # key visuals shared by the deliverables of one seed
+    for variant in range(request.num_images):
+        one = request.replace(seed=request.seed + variant, num_images=1)
+        for item in design.deliverables:
+            rendered = deliverables.render(studio, one, item, fit=design.fit, anchor=design.anchor,
+                                           colour=design.colour, on_step=on_step, keys=keys)
+            record = deliverable_settings(rendered.settings, kit=design.kit, style=design.style)
+            print(save_png(rendered.image, record, out / f"{number:05d}-{one.seed}-{item.key}.png"), flush=True)
+            number += 1
+    return number
+
+
+def _save_images(studio, request: GenerationRequest, keep_index: int | None, design: Design, out: Path,
+                 number: int, on_step) -> int:
+    """Generate and save the request's images (only image `keep_index` when given); the next file number."""
+    result = studio.generate(request, on_step=on_step)
+    kept = zip(result.images, result.settings)
+    if keep_index is not None:
+        kept = [(result.images[keep_index], result.settings[keep_index])]
+    for image, settings in kept:
+        if design.style:
+            settings = {**settings, "style": design.style}
+        print(save_png(image, settings, out / f"{number:05d}-{settings['seed']}.png"), flush=True)
+        number += 1
+    return number
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        reference, requests, keep_index = _plan(args)
+        reference, requests, keep_index, design = _plan(args)
         options = prepare_process(args)
     except ValueError as error:
         return fail(str(error))
@@ -122,8 +297,13 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.studio import Studio
 
     try:
-        studio = Studio.load(reference, device=args.device, speed_options=options)
-        requests = [studio.validate(request)[0] for request in requests]  # every check before any work
+        studio = Studio.load(reference, device=args.device, speed_options=options, enhancer=args.enhancer)
+        if not studio.limits.uses_negative_prompt and (args.kit is not None or args.style is not None):
+            reference, requests, keep_index, design = _plan(args, uses_negative_prompt=False)
+        checked = [studio.validate(request)[0] for request in requests]  # every check before any work
+        if not design.deliverables:
+            requests = checked  # a deliverable's request leaves the size to its plan
+        requests = _enhanced(studio, requests, args.enhance)
     except (ModelNotAvailable, ValueError) as error:
         return fail(str(error))
 
@@ -132,14 +312,12 @@ def run(args: argparse.Namespace) -> int:
     number = _next_number(args.out)
     try:
         for request in requests:
-            result = studio.generate(request, on_step=on_step)
-            kept = zip(result.images, result.settings)
-            if keep_index is not None:
-                kept = [(result.images[keep_index], result.settings[keep_index])]
-            for image, settings in kept:
-                path = save_png(image, settings, args.out / f"{number:05d}-{settings['seed']}.png")
-                number += 1
-                print(path, flush=True)
+            if design.deliverables:
+                number = _save_deliverables(studio, request, design, args.out, number, on_step)
+            else:
+                number = _save_images(studio, request, keep_index, design, args.out, number, on_step)
+    except ValueError as error:
+        return fail(str(error))
     except GenerationFailed as error:
         return fail(str(error), EXIT_FAILED)
     finally:

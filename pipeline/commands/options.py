@@ -29,6 +29,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_model: str |
     add_speed_arguments(parser)
 
 
+def add_enhancer_argument(parser) -> None:
+    """--enhancer: which prompt writer rewrites prompts (`pipeline.enhance.build_enhancer`)."""
+    parser.add_argument("--enhancer", default=os.environ.get("ENHANCER"), metavar="REF|URL",
+                        help="the prompt writer: a causal-LM folder or hub id, or an OpenAI-compatible URL#MODEL "
+                             "whose key, if it needs one, is read from ENHANCER_API_KEY (env ENHANCER; default: "
+                             "the model's own writer)")
+
+
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("speed and memory (README: Speed)")
     group.add_argument("--dtype", choices=DTYPE_CHOICES, default=os.environ.get("DTYPE"),

@@ -1,14 +1,17 @@
 """`python -m pipeline train-embedded --out DIR`: train the embedded model from scratch.
 
-Three stages: the autoencoder, then the denoiser with the text encoder, then a longer refinement
-of the decoder (pipeline/embedded/train.py says what each does and why). Each stage checkpoints
+Four stages: the autoencoder, then the denoiser with the text encoder, then a longer refinement
+of the decoder (pipeline/embedded/train.py says what each does and why), then the denoiser and
+text encoder again at every format's size with two-object scenes (train_formats.py). Each stage checkpoints
 to the state folder (--state, default DIR.state) and resumes from it: run the same command again
 after an interruption and it repeats exactly the batches an uninterrupted run would have seen.
 The model is exported to DIR in diffusers format as the stages go.
 
 Stage 3 depends on stage 1 only, so it may run in a second process beside stage 2 with
-`--stages 3`; the run with stage 2 exports the finished model. On a CPU shared with other busy
-processes, `--threads 1` is much faster than 2.
+`--stages 1,3`; the run with stage 2 exports the finished model. `--stages 4 --init FOLDER`
+runs stage 4 alone from a folder that stages 1-3 exported (such as the model of a run with
+`--stages 1,2,3`). On a CPU shared with other busy processes, `--threads 1` is much faster than 2.
+When stderr is not a terminal, progress is printed as plain lines instead of bars.
 """
 from __future__ import annotations
 
@@ -54,8 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchor-fraction", type=float, default=defaults.anchor_fraction,
                         help="share of stage-2 pictures drawn on a white background (under trial; default "
                              f"{defaults.anchor_fraction:g})")
-    parser.add_argument("--stages", default="1,2,3",
-                        help="which stages to run, e.g. 3 (stage 1 must be done; default 1,2,3)")
+    parser.add_argument("--format-steps", type=int, default=defaults.format_steps,
+                        help=f"stage 4 steps (default {defaults.format_steps})")
+    parser.add_argument("--format-lr", type=float, default=defaults.format_lr,
+                        help=f"stage 4 peak learning rate (default {defaults.format_lr:g})")
+    parser.add_argument("--stages", default="1,2,3,4",
+                        help="which stages to run, e.g. 1,3 (stage 1 always runs or is read back; "
+                             "default 1,2,3,4)")
+    parser.add_argument("--init", type=Path,
+                        help="with --stages 4: the model folder stages 1-3 exported, to start stage 4 from")
     parser.add_argument("--threads", type=int, default=defaults.threads,
                         help=f"torch CPU threads; 1 on a busy shared CPU (default {defaults.threads})")
 
@@ -66,9 +76,32 @@ def _stages(text: str) -> set[int]:
     except ValueError:
         stages = set()
     if not stages or not stages <= set(STAGES):
-        raise ValueError(f"--stages must be stage numbers from 1 to 3 separated by commas, such as 1,2,3 "
+        raise ValueError(f"--stages must be stage numbers from 1 to 4 separated by commas, such as 1,2,3,4 "
                          f"or 3; got {text!r}")
     return stages
+
+
+class ProgressLines:
+    """Prints the training's progress events as plain lines on stderr (for a log file): each task's
+    start and end, and between them its step count and mean loss at most every `interval` seconds."""
+
+    def __init__(self, interval: float = 60.0):
+        self.interval = interval
+        self.last = {}
+        self.losses = {}
+
+    def __call__(self, event) -> None:
+        now = time.time()
+        losses = self.losses.setdefault(event.task, [])
+        if event.loss is not None:
+            losses.append(event.loss)
+        if event.task in self.last and now - self.last[event.task] < self.interval and event.step < event.total:
+            return
+        self.last[event.task] = now
+        loss = f" loss {sum(losses) / len(losses):.4f}" if losses else ""
+        losses.clear()
+        print(f"{event.task}: step {event.step}/{event.total}{loss} at {time.strftime('%H:%M:%S')}",
+              file=sys.stderr, flush=True)
 
 
 class ProgressBars:
@@ -101,7 +134,13 @@ def run(args: argparse.Namespace) -> int:
             text_encoder_frozen_steps=args.text_encoder_frozen_steps,
             text_encoder_lr_scale=args.text_encoder_lr_scale, anchor_fraction=args.anchor_fraction,
             position_warmup_steps=args.position_warmup_steps, shape_edge_weight=args.shape_edge_weight,
+            format_steps=args.format_steps, format_lr=args.format_lr,
         )
+        if args.init is not None and stages != {4}:
+            raise ValueError(f"--init starts stage 4 from a trained model: use it with --stages 4, "
+                             f"not --stages {args.stages}")
+        if args.init is not None and not (args.init / "model_index.json").is_file():
+            raise ValueError(f"--init must be a model folder with a model_index.json; {args.init} has none")
     except ValueError as error:
         return fail(str(error))
     state_dir = args.state or args.out.with_name(args.out.name + ".state")
@@ -117,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
     def stage_done(stage: int) -> None:
         print(f"stage {stage} done after {time.time() - started:.0f} s", flush=True)
 
-    exported = train(cfg, args.out, state_dir, stages, model_config=model_config, on_progress=ProgressBars(),
-                     on_stage_done=stage_done)
+    progress = ProgressBars() if sys.stderr.isatty() else ProgressLines()
+    exported = train(cfg, args.out, state_dir, stages, model_config=model_config, init=args.init,
+                     on_progress=progress, on_stage_done=stage_done)
     if not exported:
         print("stage 2 not run here: run again with --stages 1,2,3 to export the finished model", flush=True)
         return 0

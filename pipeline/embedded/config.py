@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STAGES = (1, 2, 3)  # autoencoder, denoiser with text encoder, decoder refinement
+# autoencoder, denoiser with text encoder, decoder refinement, every format and two objects
+STAGES = (1, 2, 3, 4)
 POOL_CHUNK = 256  # pictures encoded at a time into stage 2's pools
 WARMUP_POOL_SIZE = 1024  # stage 2's pictures of black shapes on white for the position warm-up
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Steps, batches and learning rates of the three stages; the defaults made the shipped model."""
+    """Steps, batches and learning rates of the four stages; the defaults made the shipped model."""
 
     seed: int = 0
     vae_steps: int = 600
@@ -39,13 +40,20 @@ class TrainConfig:
     refine_steps: int = 1200  # stage 3
     refine_lr: float = 1e-3
     edge_weight: float = 9.0  # loss weight of pixels within one pixel of an edge, on top of 1
+    # Stage 4: denoiser and text encoder again, at every format's size bucket, with two-object scenes.
+    format_steps: int = 5000
+    format_batch: int = 32
+    format_lr: float = 3e-4
+    square_fraction: float = 0.25  # of stage 4's batches: stage 2's one-object 64x64 scenes
+    pair_fraction: float = 0.6  # of the other batches' pictures: two objects
     checkpoint_every: int = 100
     # torch's CPU threads. On a CPU shared with other busy processes 1 is much faster than 2:
     # OpenMP threads waiting on each other lose their time slices.
     threads: int = 2
 
     def __post_init__(self):
-        counts = ("vae_steps", "vae_batch", "steps", "batch", "refine_steps", "checkpoint_every", "threads")
+        counts = ("vae_steps", "vae_batch", "steps", "batch", "refine_steps", "format_steps", "format_batch",
+                  "checkpoint_every", "threads")
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -1,5 +1,8 @@
 """Procedural training data for the embedded model: one flat shape on a flat background.
 
+Pictures are square (64x64 for stages 1-3) or any (width, height) (the formats' sizes): positions
+are relative to each axis, sizes to the shorter side. Two-object scenes are in `pairs`.
+
 The prompt contract lives here and nowhere else: colours, shapes, positions, sizes,
 the phrasings that describe them, and the split of (shape, colour, background, position)
 combinations into the ones the model trains on and the tenth it never sees.
@@ -35,10 +38,10 @@ POSITIONS: dict[str, tuple[float, float]] = {
     "bottom": (0.5, 0.75),
     "center": (0.5, 0.5),
 }
-# Radius of the circle as a fraction of the width; squares and triangles have the circle's area.
+# Radius of the circle as a fraction of the shorter side; squares and triangles have the circle's area.
 # "large" is a little under W/5 so that a large triangle at the top fits inside the picture.
 SIZES: dict[str, float] = {"small": 1 / 9, "large": 0.19}
-POSITION_JITTER = 1 / 16  # at most W/16 (H/16) either way
+POSITION_JITTER = 1 / 16  # at most W/16 across and H/16 down, either way
 SIZE_JITTER = 0.05  # radius varies by up to 5 %
 SUPERSAMPLE = 4  # anti-aliasing: coverage is measured on a 4x4 sub-pixel grid
 
@@ -173,7 +176,8 @@ POSITION_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def _fix_articles(text: str) -> str:
+def fix_articles(text: str) -> str:
+    """Each article set to "a" or "an", as the next word needs."""
     words = text.split(" ")
     for i, word in enumerate(words[:-1]):
         if word in ("a", "an"):
@@ -191,7 +195,7 @@ def describe(scene: Scene, form: str, rng: random.Random) -> str:
         bg=scene.background,
         **slots,
     )
-    return _fix_articles(text)
+    return fix_articles(text)
 
 
 def vocabulary() -> list[str]:
@@ -210,17 +214,36 @@ def vocabulary() -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _geometry(scene: Scene, size: int, rng: random.Random) -> tuple[float, float, float]:
-    """Centre (x, y) in pixels and circle radius, jittered but with the whole shape inside."""
-    radius = SIZES[scene.size] * size * (1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER))
+def frame(size) -> tuple[int, int]:
+    """(width, height) of a picture size given as a square side or as (width, height)."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def geometry(scene: Scene, size, rng: random.Random,
+              area: tuple[float, float, float, float] | None = None) -> tuple[float, float, float]:
+    """Centre (x, y) in pixels and circle radius, jittered but with the whole shape inside.
+
+    Positions are relative to each axis, the radius to the shorter side. `area` (left, top, right,
+    bottom in pixels, default the whole picture) is where the shape must lie; a shape too large for
+    it is shrunk to fit.
+    """
+    width, height = frame(size)
+    radius = SIZES[scene.size] * min(width, height) * (1 + rng.uniform(-SIZE_JITTER, SIZE_JITTER))
     fx, fy = POSITIONS[scene.position]
-    jitter = POSITION_JITTER * size
-    cx = fx * size + rng.uniform(-jitter, jitter)
-    cy = fy * size + rng.uniform(-jitter, jitter)
+    cx = fx * width + rng.uniform(-POSITION_JITTER * width, POSITION_JITTER * width)
+    cy = fy * height + rng.uniform(-POSITION_JITTER * height, POSITION_JITTER * height)
+    x0, y0, x1, y1 = area or (0, 0, width, height)
+    if area is not None:
+        left, right, up, down = _extent(scene.shape, 1.0)
+        radius = min(radius, (x1 - x0 - 1) / (left + right), (y1 - y0 - 1) / (up + down))
     left, right, up, down = _extent(scene.shape, radius)
-    cx = min(max(cx, left + 0.5), size - 0.5 - right)
-    cy = min(max(cy, up + 0.5), size - 0.5 - down)
+    cx = _clamp(cx, x0 + left + 0.5, x1 - 0.5 - right)
+    cy = _clamp(cy, y0 + up + 0.5, y1 - 0.5 - down)
     return cx, cy, radius
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
 
 
 def _triangle_sides(radius: float) -> tuple[float, float]:
@@ -240,35 +263,40 @@ def _extent(shape: str, radius: float) -> tuple[float, float, float, float]:
     return side / 2, side / 2, 2 * height / 3, height / 3
 
 
-def coverage(shape: str, cx: float, cy: float, radius: float, size: int) -> np.ndarray:
-    """Fraction of each pixel covered by the shape, (size, size) float32 in [0, 1]."""
-    n = size * SUPERSAMPLE
-    grid = (np.arange(n, dtype=np.float32) + 0.5) / SUPERSAMPLE  # sub-pixel centres in pixels
-    x, y = grid[None, :], grid[:, None]
+def coverage(shape: str, cx: float, cy: float, radius: float, size) -> np.ndarray:
+    """Fraction of each pixel covered by the shape, (height, width) float32 in [0, 1]."""
+    width, height = frame(size)
+    x = ((np.arange(width * SUPERSAMPLE, dtype=np.float32) + 0.5) / SUPERSAMPLE)[None, :]  # sub-pixel centres
+    y = ((np.arange(height * SUPERSAMPLE, dtype=np.float32) + 0.5) / SUPERSAMPLE)[:, None]
     if shape == "circle":
         inside = (x - cx) ** 2 + (y - cy) ** 2 <= radius**2
     elif shape == "square":
         half = radius * float(np.sqrt(np.pi)) / 2
         inside = (np.abs(x - cx) <= half) & (np.abs(y - cy) <= half)
     elif shape == "triangle":
-        side, height = _triangle_sides(radius)
-        apex = cy - 2 * height / 3
-        inside = (y >= apex) & (y <= apex + height) & (np.abs(x - cx) <= (y - apex) / height * side / 2)
+        side, tri_height = _triangle_sides(radius)
+        apex = cy - 2 * tri_height / 3
+        inside = (y >= apex) & (y <= apex + tri_height) & (np.abs(x - cx) <= (y - apex) / tri_height * side / 2)
     else:
         raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
-    return inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3), dtype=np.float32)
+    return inside.reshape(height, SUPERSAMPLE, width, SUPERSAMPLE).mean(axis=(1, 3), dtype=np.float32)
 
 
-def render(scene: Scene, size: int, rng: random.Random) -> np.ndarray:
-    """The picture of `scene`: (size, size, 3) uint8, anti-aliased edges."""
-    cx, cy, radius = _geometry(scene, size, rng)
+def paint(picture: np.ndarray, alpha: np.ndarray, colour: str) -> np.ndarray:
+    """`picture` (H, W, 3) float32 with `colour` laid over it by coverage `alpha` (H, W, 1)."""
+    return picture * (1 - alpha) + np.array(COLOURS[colour], dtype=np.float32) * alpha
+
+
+def render(scene: Scene, size, rng: random.Random) -> np.ndarray:
+    """The picture of `scene` at `size` (side or (width, height)): (H, W, 3) uint8, anti-aliased edges."""
+    width, height = frame(size)
+    cx, cy, radius = geometry(scene, size, rng)
     alpha = coverage(scene.shape, cx, cy, radius, size)[..., None]  # (H, W, 1)
-    fg = np.array(COLOURS[scene.colour], dtype=np.float32)
-    bg = np.array(COLOURS[scene.background], dtype=np.float32)
-    return np.rint(bg * (1 - alpha) + fg * alpha).astype(np.uint8)
+    background = np.broadcast_to(np.array(COLOURS[scene.background], dtype=np.float32), (height, width, 3))
+    return np.rint(paint(background, alpha, scene.colour)).astype(np.uint8)
 
 
-def training_batch(rng: random.Random, size: int, batch: int, combos: list | None = None,
+def training_batch(rng: random.Random, size, batch: int, combos: list | None = None,
                    anchor: Anchor | None = None):
     """`batch` scenes from the training combinations: (images (B, H, W, 3) uint8, prompts, scenes)."""
     combos = training_combos() if combos is None else combos

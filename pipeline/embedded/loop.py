@@ -2,12 +2,15 @@
 
 A stage's checkpoint holds its modules' weights, the optimizer's state and the number of steps
 done. `StageLoop` loads it if present, runs the remaining steps, saves it every
-`checkpoint_every` steps and once more at the end. The step function gets the step's index only,
+`checkpoint_every` steps and once more at the end. A checkpoint is one file, or with `split` a
+folder of one file per module and per kind of optimizer state (`save_parts`), so that each file
+stays small enough to keep in version control. The step function gets the step's index only,
 so a stage whose batches are a pure function of (seed, stage, step) repeats after a restart
 exactly the batches an uninterrupted run would have seen, and ends with the same weights.
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,55 @@ def load_state(path: Path, modules: dict[str, torch.nn.Module], optimizer: torch
     return state
 
 
+def optimizer_parts(state: dict) -> dict[str, dict]:
+    """An optimizer's `state_dict` split into "optimizer" (groups, scalars) and one part per kind
+    of per-parameter tensor ("optimizer.exp_avg", ...)."""
+    parts = {"optimizer": {"param_groups": state["param_groups"], "state": {}}}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                parts.setdefault(f"optimizer.{key}", {})[index] = value
+            else:
+                parts["optimizer"]["state"].setdefault(index, {})[key] = value
+    return parts
+
+
+def join_optimizer_parts(parts: dict[str, dict]) -> dict:
+    """The inverse of `optimizer_parts`."""
+    state = {"param_groups": parts["optimizer"]["param_groups"],
+             "state": {index: dict(entries) for index, entries in parts["optimizer"]["state"].items()}}
+    for name, tensors in parts.items():
+        if name.startswith("optimizer."):
+            for index, value in tensors.items():
+                state["state"].setdefault(index, {})[name.removeprefix("optimizer.")] = value
+    return state
+
+
+def save_parts(folder: Path, parts: dict[str, object]) -> None:
+    """Each part to `folder`/NAME.pt; the folder is replaced as a whole, so a crash mid-save leaves
+    the previous checkpoint (in `folder` or, for a moment, in FOLDER.old)."""
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, value in parts.items():
+        torch.save(value, tmp / f"{name}.pt")
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_parts(folder: Path) -> dict[str, object]:
+    """The parts `save_parts` wrote, or {} if there is no checkpoint."""
+    old = folder.with_name(folder.name + ".old")
+    if not folder.exists() and old.exists():
+        old.rename(folder)
+    if not folder.exists():
+        return {}
+    return {path.stem: torch.load(path, weights_only=False) for path in sorted(folder.glob("*.pt"))}
+
+
 class StageLoop:
     """Steps 0..total_steps-1 of one training stage, resumable from its checkpoint at `path`.
 
@@ -61,15 +113,27 @@ class StageLoop:
     """
 
     def __init__(self, path: Path, total_steps: int, modules: dict[str, torch.nn.Module],
-                 optimizer: torch.optim.Optimizer, *, checkpoint_every: int):
+                 optimizer: torch.optim.Optimizer, *, checkpoint_every: int, split: bool = False):
         self.path = path
         self.total_steps = total_steps
         self.modules = modules
         self.optimizer = optimizer
         self.checkpoint_every = checkpoint_every
+        self.split = split
         # What the checkpoint holds besides the weights: "step" (steps done) and the entries
         # `run`'s `finish` added when the stage ended.
-        self.state = load_state(path, modules, optimizer)
+        self.state = self._load()
+
+    def _load(self) -> dict:
+        if not self.split:
+            return load_state(self.path, self.modules, self.optimizer)
+        parts = load_parts(self.path)
+        if not parts:
+            return {}
+        for name, module in self.modules.items():
+            module.load_state_dict(parts.pop(name))
+        self.optimizer.load_state_dict(join_optimizer_parts(parts))
+        return parts["progress"]
 
     @property
     def step(self) -> int:
@@ -105,6 +169,10 @@ class StageLoop:
     def _checkpoint(self, step: int, on_checkpoint: Callable[[], None] | None) -> None:
         self.state["step"] = step
         weights = {name: module.state_dict() for name, module in self.modules.items()}
-        save_state(self.path, {**weights, "optimizer": self.optimizer.state_dict(), **self.state})
+        if self.split:
+            save_parts(self.path, {**weights, **optimizer_parts(self.optimizer.state_dict()),
+                                   "progress": dict(self.state)})
+        else:
+            save_state(self.path, {**weights, "optimizer": self.optimizer.state_dict(), **self.state})
         if on_checkpoint is not None:
             on_checkpoint()

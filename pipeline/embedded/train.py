@@ -1,7 +1,8 @@
 """Train the embedded model from scratch (`python -m pipeline train-embedded --out DIR`).
 
-Three stages, each resumable from its checkpoint in a state folder; the model is exported to the
-output folder in diffusers format as the stages go. TRAINING.md beside this file has the runs
+Four stages, each resumable from its checkpoint in a state folder; the model is exported to the
+output folder in diffusers format as the stages go. Stages 1-3 are here; stage 4 (every format's
+size and two-object scenes) is `train_formats`. TRAINING.md beside this file has the runs
 behind these choices and what they measured.
 
 1. Autoencoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
@@ -44,7 +45,8 @@ Inference conventions this training matches (stock `SanaPipeline`, `FlowMatchEul
   which is what the scheduler's timesteps (sigma * 1000 after the shift) become in `__call__`.
 - Target: the flow-matching velocity noise - x0; the scheduler's Euler step is
   x_next = x + (sigma_next - sigma) * prediction.
-- The transformer sees 64x64 pictures only (16x16 latents, `sample_size=16`).
+- Stages 1-3 show the transformer 64x64 pictures only (16x16 latents, `sample_size=16`); stage 4
+  the formats' sizes, whose latent grids the sin-cos position embedding spans alike.
 
 Every batch is a pure function of (seed, stage, step) and each stage runs its steps through one
 resumable loop (`loop.StageLoop`), so a resumed run repeats the batches an uninterrupted run
@@ -62,6 +64,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import SanaPipeline
+from diffusers.configuration_utils import FrozenDict
 
 from . import ENCODE_KWARGS, NATIVE_SIZE
 from . import data
@@ -71,32 +75,44 @@ from .model import ModelConfig, build_pipeline
 
 
 def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] = STAGES, *,
-          model_config: ModelConfig | None = None, on_progress: ProgressCallback | None = None,
+          model_config: ModelConfig | None = None, init: Path | None = None,
+          on_progress: ProgressCallback | None = None,
           on_stage_done: Callable[[int], None] | None = None) -> bool:
-    """Run stage 1 and those of stages 2 and 3 in `stages`, resuming from `state_dir`.
+    """Run stage 1 and those of stages 2, 3 and 4 in `stages`, resuming from `state_dir`.
 
     Stage 1 always runs (or resumes, or is read back finished): the later stages build on it.
+    With `init`, a model folder that stages 1-3 of this configuration exported, only stage 4
+    runs, from that folder's weights: the same weights as a run of all four stages.
     Sets torch's thread count to `cfg.threads`. `on_stage_done(stage)` is called as each stage
     ends. Returns whether the finished model was exported to `out`: only a run that includes
-    stage 2 holds a trained denoiser, so without it the export is left to the run with stage 2.
+    stage 2 (or starts from `init`) holds a trained denoiser, so without it the export is left
+    to the run with stage 2.
     """
+    from .train_formats import train_formats
+
     state_dir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     model_config = model_config or ModelConfig()
     stage_done = on_stage_done or (lambda stage: None)
 
-    pipe = build_pipeline(model_config, seed=cfg.seed)
-    train_decoder(pipe, cfg, state_dir, out, on_progress)
-    stage_done(1)
-    if 2 in stages:
-        train_denoiser(pipe, cfg, state_dir, out, model_config.shift, on_progress)
-        stage_done(2)
-    if 3 in stages:
-        refine_decoder(pipe, cfg, state_dir, on_progress)
-        stage_done(3)
-    if 2 not in stages:
-        return False
+    if init is not None:
+        pipe = SanaPipeline.from_pretrained(init, use_safetensors=True)
+    else:
+        pipe = build_pipeline(model_config, seed=cfg.seed)
+        train_decoder(pipe, cfg, state_dir, out, on_progress)
+        stage_done(1)
+        if 2 in stages:
+            train_denoiser(pipe, cfg, state_dir, out, model_config.shift, on_progress)
+            stage_done(2)
+        if 3 in stages:
+            refine_decoder(pipe, cfg, state_dir, on_progress)
+            stage_done(3)
+        if 2 not in stages:
+            return False
+    if 4 in stages:
+        train_formats(pipe, cfg, state_dir, out, model_config.shift, on_progress)
+        stage_done(4)
     export(pipe, out)
     return True
 
@@ -145,6 +161,11 @@ def export(pipe, out: Path) -> None:
     # keep them only when this process ran stage 2; the pipeline passes both on every call.
     pipe.tokenizer.backend_tokenizer.no_padding()
     pipe.tokenizer.backend_tokenizer.no_truncation()
+    # A pipeline read from a folder (stage 4 started with `init`) would record where it came from.
+    for key in ("is_local", "local_files_only"):
+        pipe.tokenizer.init_kwargs.pop(key, None)
+    for part in (pipe, pipe.transformer, pipe.vae, pipe.scheduler):
+        part._internal_dict = FrozenDict({k: v for k, v in part.config.items() if k != "_name_or_path"})
     pipe.save_pretrained(out, safe_serialization=True)
 
 
@@ -287,9 +308,16 @@ def denoiser_loss(pipe, cfg: TrainConfig, pool: LatentPool, step: int, shift: fl
         else data.describe(pool.scenes[i], rng.choice(data.TRAIN_FORMS), rng)
         for i in index
     ]
-    x0 = pool.latents[index]  # (B, C, h, w)
+    return flow_matching_loss(pipe, pool.latents[index], pool.edges[index], prompts, generator, shift,
+                              cfg.shape_edge_weight)
+
+
+def flow_matching_loss(pipe, x0: torch.Tensor, edges: torch.Tensor, prompts: list[str],
+                       generator: torch.Generator, shift: float, edge_weight: float) -> torch.Tensor:
+    """The shape-edge-weighted flow-matching loss on scaled latents `x0` (B, C, h, w) with their
+    edge masks `edges` (B, 1, h, w): noise and noise levels drawn from `generator`."""
     noise = torch.randn(x0.shape, generator=generator)
-    u = torch.rand(cfg.batch, generator=generator)
+    u = torch.rand(x0.shape[0], generator=generator)
     sigma = shift * u / (1 + (shift - 1) * u)  # (B,)
     s = sigma[:, None, None, None]
     xt = (1 - s) * x0 + s * noise
@@ -305,7 +333,7 @@ def denoiser_loss(pipe, cfg: TrainConfig, pool: LatentPool, step: int, shift: fl
         timestep=sigma * timesteps_per_sigma,
         return_dict=False,
     )[0]
-    weight = 1 + cfg.shape_edge_weight * pool.edges[index]  # (B, 1, h, w)
+    weight = 1 + edge_weight * edges  # (B, 1, h, w)
     return (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
 
 

@@ -15,10 +15,21 @@ rewritten once per enhancer (a bounded LRU cache).
 """
 from pipeline.enhance.base import Enhancement, EnhanceFailed, PromptEnhancer, clean
 from pipeline.enhance.endpoint import API_KEY_ENV, EndpointEnhancer
-from pipeline.enhance.language_model import LanguageModelEnhancer, causal_lm_view
-from pipeline.enhance.choose import build_enhancer, default_enhancer
 from pipeline.enhance.vocabulary import unknown_words, unknown_words_notice
 
 __all__ = ["API_KEY_ENV", "Enhancement", "EnhanceFailed", "EndpointEnhancer", "LanguageModelEnhancer",
-           "PromptEnhancer", "build_enhancer", "causal_lm_view", "clean", "default_enhancer", "unknown_words",
-           "unknown_words_notice"]
+           "PromptEnhancer", "build_enhancer", "causal_lm_view", "clean", "default_enhancer", "embedded_writer",
+           "unknown_words", "unknown_words_notice"]
+
+# What needs torch and transformers is imported on first use, so that the page (which never
+# imports torch) can catch `EnhanceFailed` and show the vocabulary notice.
+_LAZY = {"LanguageModelEnhancer": "language_model", "causal_lm_view": "language_model",
+         "build_enhancer": "choose", "default_enhancer": "choose", "embedded_writer": "choose"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

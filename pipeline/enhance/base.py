@@ -31,6 +31,10 @@ class Enhancement:
     enhancer: str
     settings: dict = field(default_factory=dict)
 
+    def request_fields(self) -> dict:
+        """The `GenerationRequest` fields that carry this rewrite: `request.replace(**fields)`."""
+        return {"enhanced_prompt": self.text, "enhancer": self.enhancer, "enhancer_settings": dict(self.settings)}
+
 
 def clean(text: str) -> str:
     """The writer's answer as a prompt: no think blocks, label, wrapping quotes or extra whitespace,
@@ -48,6 +52,14 @@ def clean(text: str) -> str:
     if len(text) > MAX_PROMPT_CHARS:
         text = text[:MAX_PROMPT_CHARS].rsplit(" ", 1)[0]
     return text
+
+
+def check(prompt: str, task: str = "text", seed: int | None = None) -> None:
+    """ValueError, naming the argument, for what no writer is asked: the prompt rules of a request,
+    a seed out of range, an unknown task. Checked before any model work."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    GenerationRequest(prompt=prompt, **({} if seed is None else {"seed": seed}))
 
 
 class PromptEnhancer:
@@ -71,13 +83,30 @@ class PromptEnhancer:
                  should_stop: Callable[[], bool] | None) -> str:
         raise NotImplementedError
 
+    def cached(self, prompt: str, *, task: str = "text", seed: int | None = None) -> Enhancement | None:
+        """What `enhance` gave for the same (prompt, task, seed), or None when it has not run."""
+        with self._cache_lock:
+            return self._cache.get((prompt, task, seed))
+
+    def written(self, prompt: str, text: str) -> Enhancement | None:
+        """This writer's rewrite of `prompt` that `text` is, or else its newest rewrite of `prompt` with
+        `text` and its settings marked edited (a person changed the text); None when it has not
+        rewritten `prompt`. So that a picture drawn from a rewrite records what wrote it."""
+        with self._cache_lock:
+            rewrites = [result for (source, _, _), result in self._cache.items() if source == prompt]
+        for result in reversed(rewrites):
+            if result.text == text:
+                return result
+        if not rewrites:
+            return None
+        newest = rewrites[-1]
+        return Enhancement(text=text, enhancer=newest.enhancer, settings={**newest.settings, "edited": True})
+
     def enhance(self, prompt: str, *, task: str = "text", seed: int | None = None,
                 should_stop: Callable[[], bool] | None = None) -> Enhancement:
         """`prompt` rewritten as a full description; ValueError for bad input, EnhanceFailed when
         the writer gives nothing usable (then use `prompt` as it is)."""
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-        GenerationRequest(prompt=prompt)  # the prompt rules, checked before any model work
+        check(prompt, task, seed)
         key = (prompt, task, seed)
         with self._cache_lock:
             if key in self._cache:

@@ -6,6 +6,7 @@ Each stage is optional and a pure function on a PIL image with explicit argument
                                                  estimated from the image when strength is None
     auto_color(image, strength)                  white balance + levels, conservative without a cast
     match_reference(image, reference, strength) colour statistics of a reference image
+    apply_statistics(image, mean, std, strength) the same from a reference's stored statistics
     match_palette(image, palette, strength)      dominant colours pulled toward brand colours
     upscale_classical(image, factor)             Lanczos + iterative back-projection
     upscale_learned(image, model, factor)        a spandrel super-resolution model, in tiles
@@ -22,11 +23,20 @@ colour reference shrunk to MAX_REFERENCE_PIXELS), so a small request never costs
     chain.py      StageInputs, the table of stages, PostprocessChain
     evaluate.py   measurements against baselines (`python -m pipeline evaluate-postprocess`)
 """
-from .chain import MAX_OUTPUT_PIXELS, STAGES, PostprocessChain, Stage, StageInputs, load_reference
+from .chain import (
+    MAX_OUTPUT_PIXELS,
+    STAGES,
+    PostprocessChain,
+    Stage,
+    StageInputs,
+    load_reference,
+    read_reference_statistics,
+)
 from .colour import (
     LIGHTNESS_SHARE,
     MAX_LIGHTNESS_CHANGE,
     PALETTE_SOFTNESS,
+    apply_statistics,
     auto_color,
     auto_levels,
     dominant_colours,
@@ -34,6 +44,7 @@ from .colour import (
     match_palette,
     match_reference,
     parse_hex,
+    reference_statistics,
 )
 from .denoising import DENOISE_MAX_SIGMA, NLM_H_PER_SIGMA, denoise, estimate_noise
 from .images import check_size, load_image, shrink
@@ -47,6 +58,7 @@ from .settings import (
     UPSCALE_FACTORS,
     UPSCALER_SUFFIXES,
     PostprocessSettings,
+    ReferenceStatistics,
     file_name,
     shown,
 )
@@ -56,8 +68,8 @@ __all__ = [
     "COLOR_MODES", "DENOISE_MAX_SIGMA", "HEX_COLOUR", "LIGHTNESS_SHARE", "MAX_LIGHTNESS_CHANGE",
     "MAX_OUTPUT_PIXELS", "MAX_PALETTE_COLOURS", "MAX_PATH_CHARS", "MAX_REFERENCE_DECODE_PIXELS",
     "MAX_REFERENCE_PIXELS", "NLM_H_PER_SIGMA", "PALETTE_SOFTNESS", "STAGES", "UPSCALE_FACTORS",
-    "UPSCALER_SUFFIXES", "PostprocessChain", "PostprocessSettings", "Stage", "StageInputs",
-    "auto_color", "auto_levels", "check_size", "denoise", "dominant_colours", "estimate_cast",
+    "UPSCALER_SUFFIXES", "PostprocessChain", "PostprocessSettings", "ReferenceStatistics", "Stage",
+    "StageInputs", "apply_statistics", "auto_color", "auto_levels", "check_size", "denoise", "dominant_colours", "estimate_cast",
     "estimate_noise", "file_name", "load_image", "load_reference", "load_upscaler", "match_palette",
-    "match_reference", "parse_hex", "shown", "shrink", "upscale_classical", "upscale_learned",
+    "match_reference", "parse_hex", "read_reference_statistics", "reference_statistics", "shown", "shrink", "upscale_classical", "upscale_learned",
 ]

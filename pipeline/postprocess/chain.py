@@ -2,22 +2,31 @@
 
 Every stage has one signature, `stage(image, settings, inputs) -> image`, on an RGB picture;
 `inputs` holds what was read from files (`StageInputs`), loaded by `PostprocessChain.prepare`
-before any stage runs, so a missing file is reported before any expensive work.
+before any stage runs, so a missing file is reported before any expensive work. A colour
+reference reaches the colour stage as its statistics (`ReferenceStatistics`): read from the file
+when it is there, the ones the settings store when it is gone (`PostprocessChain.resolve`).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
-from .colour import auto_color, match_palette, match_reference
+from .colour import apply_statistics, auto_color, match_palette, reference_statistics
 from .denoising import denoise
 from .images import check_size, load_image, reason, shrink
-from .settings import MAX_REFERENCE_DECODE_PIXELS, MAX_REFERENCE_PIXELS, PostprocessSettings, file_name
+from .settings import (
+    MAX_REFERENCE_DECODE_PIXELS,
+    MAX_REFERENCE_PIXELS,
+    PostprocessSettings,
+    ReferenceStatistics,
+    file_name,
+)
 from .upscale import load_upscaler, upscale_classical, upscale_learned
 
 # Input pictures above PIL's own bomb limit are refused; outputs are capped so that x4 on a
@@ -27,11 +36,11 @@ MAX_OUTPUT_PIXELS = 8192 * 8192
 
 @dataclass(frozen=True)
 class StageInputs:
-    """What the stages read from files: the picture named by `color_reference` (RGB, at most
-    MAX_REFERENCE_PIXELS) and the model loaded from `upscaler`, each None when the settings name
-    no file."""
+    """What the stages take from files: the colour reference's statistics (from the picture named by
+    `color_reference`, or those the settings store when it is gone) and the model loaded from
+    `upscaler`, each None when the settings need none."""
 
-    color_reference: Image.Image | None = None
+    color_statistics: ReferenceStatistics | None = None
     upscaler: object | None = None  # a spandrel ImageModelDescriptor
 
 
@@ -48,6 +57,18 @@ def load_reference(path: str) -> Image.Image:
     return shrink(image, MAX_REFERENCE_PIXELS)
 
 
+def read_reference_statistics(path: str) -> ReferenceStatistics:
+    """The statistics colour transfer takes from the reference picture in `path` (read by
+    `load_reference`), with the file's SHA-256 and base name; ValueError naming the file."""
+    mean, std = reference_statistics(load_reference(path))
+    try:
+        with open(path, "rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as e:
+        raise ValueError(f"color_reference: cannot read {file_name(path)!r}: {reason(e, path)}") from None
+    return ReferenceStatistics(tuple(map(float, mean)), tuple(map(float, std)), digest, file_name(path))
+
+
 def _denoise(image: Image.Image, settings: PostprocessSettings, inputs: StageInputs) -> Image.Image:
     return denoise(image, None if settings.denoise == "auto" else float(settings.denoise))
 
@@ -56,7 +77,8 @@ def _colour(image: Image.Image, settings: PostprocessSettings, inputs: StageInpu
     if settings.color == "auto":
         return auto_color(image, settings.color_strength)
     if settings.color == "reference":
-        return match_reference(image, inputs.color_reference, settings.color_strength)
+        statistics = inputs.color_statistics
+        return apply_statistics(image, statistics.mean, statistics.std, settings.color_strength)
     return match_palette(image, settings.color_palette, settings.color_strength)
 
 
@@ -113,17 +135,37 @@ class PostprocessChain:
             self._upscalers.popitem(last=False)
         return model
 
+    @staticmethod
+    def resolve(settings: PostprocessSettings) -> PostprocessSettings:
+        """The settings with their colour reference's statistics in `color_statistics`, so that what
+        records them (a PNG's metadata) redoes the colour stage without the file.
+
+        The file is read when it is there, and refused in one sentence when the settings already
+        store the statistics of another file (SHA-256); when it is gone, the stored statistics
+        stand for it, and without them it is a ValueError naming the missing file.
+        """
+        if settings.color != "reference" or settings.color_reference is None:
+            return settings
+        stored = settings.color_statistics
+        if stored is not None and not Path(settings.color_reference).exists():
+            return settings
+        read = read_reference_statistics(settings.color_reference)
+        if stored is not None and stored.sha256 != read.sha256:
+            raise ValueError(f"color_reference {read.name!r} is not the colour reference these settings were made "
+                             f"with: its SHA-256 begins {read.sha256[:12]}, the settings name {stored.sha256[:12]}..."
+                             f"{f' ({stored.name!r})' if stored.name else ''}; give that file, or none to use its "
+                             "stored statistics")
+        return replace(settings, color_statistics=read)
+
     def prepare(self, settings: PostprocessSettings) -> StageInputs:
-        """Read the files the settings name, the learned upscaler through the chain's cache.
+        """Read the files the settings name (see `resolve`), the learned upscaler through the chain's cache.
 
         A missing, unreadable or oversized file is a ValueError naming the field and the file (by
         its base name), so a caller can check a request's files before any expensive work.
         """
-        reference = None
-        if settings.color_reference is not None:
-            reference = load_reference(settings.color_reference)
+        statistics = self.resolve(settings).color_statistics
         upscaler = self.upscaler(settings.upscaler) if settings.upscaler is not None else None
-        return StageInputs(color_reference=reference, upscaler=upscaler)
+        return StageInputs(color_statistics=statistics, upscaler=upscaler)
 
     def __call__(
         self, image: Image.Image, settings: PostprocessSettings, inputs: StageInputs | None = None
@@ -142,7 +184,7 @@ class PostprocessChain:
             )
         if inputs is None:
             inputs = self.prepare(settings)
-        if (inputs.color_reference is None) != (settings.color_reference is None) or (
+        if (inputs.color_statistics is None) != (settings.color != "reference") or (
             (inputs.upscaler is None) != (settings.upscaler is None)
         ):
             raise ValueError("inputs do not match the settings: pass what prepare(settings) returned")

@@ -1,7 +1,10 @@
 """Stage 2, colour: automatic white balance and levels, a reference picture's colours, or a palette.
 
     auto_color(image, strength)                  white balance + levels, conservative without a cast
-    match_reference(image, reference, strength) colour statistics of a reference image
+    reference_statistics(reference)              what colour transfer takes from a reference:
+                                                 per-channel mean and standard deviation
+    apply_statistics(image, mean, std, strength) colour transfer to stored statistics
+    match_reference(image, reference, strength) the two above in one call
     match_palette(image, palette, strength)      dominant colours pulled toward brand colours
 """
 from __future__ import annotations
@@ -105,18 +108,32 @@ def auto_color(image: Image.Image, strength: float = 1.0) -> Image.Image:
     return _to_image(_blend(x, y, strength))
 
 
-def match_reference(image: Image.Image, reference: Image.Image, strength: float = 1.0) -> Image.Image:
-    """Colour transfer by per-channel mean and standard deviation (Reinhard et al. 2001).
+def reference_statistics(reference: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (3,), standard deviation (3,)) of a reference's RGB channels on the 0..1 scale, float32:
+    all that colour transfer (`apply_statistics`) takes from the reference picture."""
+    ref = _to_array(reference).reshape(-1, 3)  # (N, 3)
+    return ref.mean(axis=0), ref.std(axis=0)
+
+
+def apply_statistics(image: Image.Image, mean, std, strength: float = 1.0) -> Image.Image:
+    """Colour transfer by per-channel mean and standard deviation (Reinhard et al. 2001) to a
+    reference's `mean` and `std` (3 values each, as `reference_statistics` gives them).
 
     Done on the sRGB channels: a cast is (close to) a per-channel gain there, which this undoes
     exactly, and it keeps a batch consistent with a reference of different content without the
-    posterisation that full histogram matching can cause.
+    posterisation that full histogram matching can cause. Statistics stored as Python floats give
+    the float32 values back exactly, hence the same pixels without the reference picture.
     """
-    x, ref = _to_array(image), _to_array(reference)
+    x = _to_array(image)  # (H, W, 3)
     mx, sx = x.reshape(-1, 3).mean(axis=0), x.reshape(-1, 3).std(axis=0)
-    mr, sr = ref.reshape(-1, 3).mean(axis=0), ref.reshape(-1, 3).std(axis=0)
+    mr, sr = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
     y = (x - mx) / np.maximum(sx, 1e-4) * sr + mr
     return _to_image(_blend(x, np.clip(y, 0.0, 1.0), strength))
+
+
+def match_reference(image: Image.Image, reference: Image.Image, strength: float = 1.0) -> Image.Image:
+    """Colour transfer to the statistics of a reference picture (`apply_statistics`)."""
+    return apply_statistics(image, *reference_statistics(reference), strength)
 
 
 def parse_hex(colour: str) -> tuple[int, int, int]:

@@ -2,7 +2,9 @@
 
 This is what goes into a PNG's metadata, so it is checked for form only and reads no file: a
 picture's stored settings always parse, even when the colour reference or upscaler they name has
-gone. The files are read by `PostprocessChain.prepare`, which names the missing one.
+gone. The files are read by `PostprocessChain.prepare`, which names the missing one. A colour
+reference is also kept as its statistics (`ReferenceStatistics`, filled in by
+`PostprocessChain.resolve`), so a picture's colour correction is redone after the file is gone.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ COLOR_MODES = ("auto", "reference", "palette")
 UPSCALE_FACTORS = (1, 2, 4)
 UPSCALER_SUFFIXES = (".safetensors", ".pth")
 HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 # A brand palette is a handful of colours; the palette stage compares every pixel with each.
 MAX_PALETTE_COLOURS = 16
 # The colour reference is refused above this many pixels, read from its header before decoding:
@@ -47,11 +50,46 @@ def file_name(path: str | os.PathLike) -> str:
 
 
 @dataclass(frozen=True)
+class ReferenceStatistics:
+    """What colour transfer takes from a reference picture: the per-channel mean and standard
+    deviation of its RGB values on the 0..1 scale (`colour.reference_statistics`), with the file's
+    SHA-256 and base name to tell which picture they came from."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    sha256: str
+    name: str = ""
+
+    def __post_init__(self):
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if (isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 3
+                    or not all(_is_number(v) and 0.0 <= v <= 1.0 for v in value)):
+                raise ValueError(f"color_statistics.{name} must be 3 numbers from 0 to 1 (R, G, B), got {shown(value)}")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        if not isinstance(self.sha256, str) or not SHA256.fullmatch(self.sha256):
+            raise ValueError(f"color_statistics.sha256 must be 64 hexadecimal digits, got {shown(self.sha256)}")
+        if not isinstance(self.name, str) or len(self.name) > MAX_PATH_CHARS:
+            raise ValueError(f"color_statistics.name must be a file name, got {shown(self.name)}")
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "sha256": self.sha256, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: object) -> ReferenceStatistics:
+        names = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or not {"mean", "std", "sha256"} <= set(d) <= names:
+            raise ValueError(f"color_statistics must be an object of mean, std, sha256 and name, got {shown(d)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class PostprocessSettings:
     """Which post-processing stages run, and how. The defaults turn everything off.
 
     denoise: None (off), "auto" (noise level estimated from the image) or a strength 0..1.
-    color: None, "auto", "reference" (needs color_reference) or "palette" (needs color_palette).
+    color: None, "auto", "reference" (needs color_reference, its statistics color_statistics, or
+        both) or "palette" (needs color_palette).
     color_strength: 0..1, blend of the colour-corrected picture with its input.
     upscale: 1, 2 or 4; upscaler: a .safetensors/.pth super-resolution model, None = classical.
     """
@@ -63,6 +101,7 @@ class PostprocessSettings:
     color_strength: float = 1.0
     upscale: int = 1
     upscaler: str | None = None
+    color_statistics: ReferenceStatistics | None = None
 
     def __post_init__(self):
         if self.denoise is not None and not (isinstance(self.denoise, str) and self.denoise == "auto"):
@@ -89,8 +128,14 @@ class PostprocessSettings:
             raise ValueError("color_palette is needed exactly when color='palette'")
 
     def _check_paths(self) -> None:
-        if (self.color == "reference") != (self.color_reference is not None):
-            raise ValueError("color_reference is needed exactly when color='reference'")
+        if isinstance(self.color_statistics, dict):
+            object.__setattr__(self, "color_statistics", ReferenceStatistics.from_dict(self.color_statistics))
+        if self.color_statistics is not None and not isinstance(self.color_statistics, ReferenceStatistics):
+            raise ValueError(f"color_statistics must be ReferenceStatistics, got {shown(self.color_statistics)}")
+        given = self.color_reference is not None or self.color_statistics is not None
+        if (self.color == "reference") != given:
+            raise ValueError("color_reference (or its stored color_statistics) is needed exactly when "
+                             "color='reference'")
         for name in ("color_reference", "upscaler"):
             value = getattr(self, name)
             if value is not None:
@@ -115,6 +160,7 @@ class PostprocessSettings:
         """JSON-safe form, for PNG metadata."""
         d = asdict(self)
         d["color_palette"] = list(self.color_palette)
+        d["color_statistics"] = None if self.color_statistics is None else self.color_statistics.to_dict()
         return d
 
     @classmethod
@@ -127,7 +173,7 @@ class PostprocessSettings:
         if unknown:
             raise ValueError(f"unknown post-processing settings: {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(names))}")
-        return cls(**d)  # __post_init__ validates, and turns a JSON list palette into a tuple
+        return cls(**d)  # __post_init__ validates, and turns a JSON list palette and statistics into their types
 
 
 def _is_number(x) -> bool:

@@ -1,0 +1,214 @@
+"""Live previews: the picture each step predicts, handed to the caller during the run, changing nothing."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.waiting import wait_until
+from pipeline import previews
+from pipeline.request import GenerationRequest
+from pipeline.studio import Studio
+
+WAIT_S = 60  # upper bound of the joins below; none is a timing assertion
+
+
+def request(prompt: str = "a red circle", seed: int = 1, steps: int = 5, num_images: int = 1) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, seed=seed, steps=steps, width=32, height=32, num_images=num_images)
+
+
+class Collected:
+    """An `on_preview` that keeps every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, step, total, pictures):
+        self.calls.append((step, total, pictures))
+
+    @property
+    def steps(self) -> list[int]:
+        return [step for step, _, _ in self.calls]
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=int)
+
+
+def count_decodes(studio: Studio, monkeypatch) -> list:
+    """Replace the decoder's `decode` by one that records the batch size of each call."""
+    calls, decode = [], studio.pipe.vae.decode
+
+    def counted(latents, *args, **kwargs):
+        calls.append(latents.shape[0])
+        return decode(latents, *args, **kwargs)
+
+    monkeypatch.setattr(studio.pipe.vae, "decode", counted)
+    return calls
+
+
+def test_previews_come_after_every_step_but_the_first_and_last(sana):
+    collected = Collected()
+    sana.generate(request(steps=5, num_images=2), on_preview=collected)
+    assert collected.steps == [2, 3, 4] == previews.preview_steps(5)
+    for step, total, pictures in collected.calls:
+        assert total == 5
+        assert [picture.size for picture in pictures] == [(32, 32), (32, 32)]
+        assert all(picture.mode == "RGB" for picture in pictures)
+
+
+def test_previews_every_k_steps(sana):
+    collected = Collected()
+    sana.generate(request(steps=7), on_preview=collected, preview_every=3)
+    assert collected.steps == [3, 6] == previews.preview_steps(7, 3)
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True])
+def test_a_bad_preview_interval_is_refused(sana, every):
+    with pytest.raises(ValueError, match=rf"^preview_every must be a whole number of steps, at least 1; got {every!r}$"):
+        sana.generate(request(), on_preview=Collected(), preview_every=every)
+
+
+def test_final_pixels_are_the_same_with_previews_on_and_off(embedded):
+    item = GenerationRequest(prompt="a large red circle on the left, blue background", seed=3, steps=6)
+    off = embedded.generate(item)
+    collected = Collected()
+    on = embedded.generate(item, on_preview=collected)
+    assert collected.steps == [2, 3, 4, 5]
+    assert np.array_equal(pixels(on.images[0]), pixels(off.images[0]))
+
+
+def test_previews_off_run_no_extra_decoder_call(tiny_folder, monkeypatch):
+    studio = Studio.load(str(tiny_folder("sana")), device="cpu")
+    calls = count_decodes(studio, monkeypatch)
+    made = []
+    monkeypatch.setattr(previews.PreviewDecoder, "__call__",
+                        lambda self, latents, width, height: made.append(tuple(latents.shape)) or [])
+    studio.generate(request(steps=5))
+    assert (calls, made) == ([1], [])  # the final decode only
+    calls.clear()
+    studio.generate(request(steps=5), on_preview=Collected())
+    # Steps 2, 3 and 4 each project their (B, C, h, w) latents; the decoder runs for the result only.
+    assert calls == [1] and made == [(1, 4, 16, 16)] * 3
+
+
+def test_the_decoder_method_decodes_each_preview(sana, monkeypatch):
+    sana._preview_decoder = previews.PreviewDecoder(sana.pipe.vae, shift=False, method="decoder")
+    calls = count_decodes(sana, monkeypatch)
+    collected = Collected()
+    try:
+        sana.generate(request(steps=5), on_preview=collected)
+    finally:
+        sana._preview_decoder = None
+    assert calls == [1, 1, 1, 1]  # steps 2, 3 and 4, then the result
+    assert [[picture.size for picture in pictures] for _, _, pictures in collected.calls] == [[(32, 32)]] * 3
+
+
+def test_the_last_preview_is_close_to_the_result(embedded):
+    item = GenerationRequest(prompt="a large red circle on the left, blue background", seed=3, steps=8)
+    collected = Collected()
+    result = embedded.generate(item, on_preview=collected)
+    assert embedded.preview_decoder.method == "decoder"  # a small decoder
+    final = pixels(result.images[0])
+    errors = [float(np.abs(pixels(pictures[0]) - final).mean()) for _, _, pictures in collected.calls]
+    # Mean difference in levels of 255; the prediction converges to the result.
+    assert errors[-1] < 6.0, errors
+    assert errors[-1] < errors[0], errors
+
+
+def pooled(image, factor: int) -> np.ndarray:
+    array = pixels(image).astype(float)
+    height, width, _ = array.shape
+    return array.reshape(height // factor, factor, width // factor, factor, 3).mean(axis=(1, 3))
+
+
+def test_the_fitted_projection_carries_the_colours_of_the_prediction(embedded):
+    """The projection fitted to the encoder and decoder, on a run's predicted latents: its colours at
+    latent resolution against the decoder's, and against a flat grey that knows nothing."""
+    recorded = []
+    decoder = previews.PreviewDecoder(embedded.pipe.vae, shift=False, method="decoder")
+    projection = previews.PreviewDecoder(embedded.pipe.vae, shift=False, method="projection")
+    matrix, bias = projection.projection()
+    assert matrix.shape == (3, embedded.pipe.vae.config.latent_channels) and bias.shape == (3,)
+    def record(latents, width, height):
+        recorded.append(latents.clone())
+        return decoder(latents, width, height)
+
+    embedded._preview_decoder = record
+    try:
+        embedded.generate(GenerationRequest(prompt="a large red circle on the left, blue background", seed=3,
+                                            steps=8), on_preview=Collected())
+    finally:
+        embedded._preview_decoder = None
+    assert len(recorded) == 6
+    latents = recorded[-1]  # (1, C, 16, 16)
+    by_decoder = pooled(decoder(latents, 64, 64)[0], 8)
+    by_projection = pooled(projection(latents, 64, 64)[0], 8)
+    error = float(np.abs(by_projection - by_decoder).mean())
+    grey = float(np.abs(127.5 - by_decoder).mean())
+    assert error < 30 and error < grey / 2, (error, grey)
+
+
+@pytest.mark.parametrize("name", ["z-image", "lumina2"])
+def test_previews_of_the_families_with_a_shifted_decoder(tiny_studio, name):
+    studio = tiny_studio(name)
+    assert studio.previews and studio.preview_decoder.shift
+    collected = Collected()
+    studio.generate(GenerationRequest(prompt="a red circle", seed=1, steps=4, width=32, height=32),
+                    on_preview=collected)
+    assert collected.steps == [2, 3]
+    assert [[picture.size for picture in pictures] for _, _, pictures in collected.calls] == [[(32, 32)]] * 2
+    # The projection a large decoder of the family would get, fitted through its encoder and decoder.
+    projection = previews.PreviewDecoder(studio.pipe.vae, shift=True, method="projection")
+    matrix, bias = projection.projection()
+    assert matrix.shape == (3, studio.pipe.vae.config.latent_channels) and bias.shape == (3,)
+    assert torch.isfinite(matrix).all() and torch.isfinite(bias).all()
+    latents = torch.randn(2, studio.pipe.vae.config.latent_channels, 4, 4, generator=torch.Generator().manual_seed(1))
+    assert [picture.size for picture in projection(latents, 32, 32)] == [(32, 32), (32, 32)]
+
+
+def test_a_model_without_previews_runs_without_them(tiny_studio):
+    sprint = tiny_studio("sana-sprint")
+    assert not sprint.previews
+    collected = Collected()
+    result = sprint.generate(GenerationRequest(prompt="a red circle", seed=1, steps=2, width=32, height=32),
+                             on_preview=collected)
+    assert collected.calls == [] and len(result.images) == 1
+
+
+def test_each_request_of_a_batch_gets_its_own_previews(tiny_folder, monkeypatch):
+    studio = Studio.load(str(tiny_folder("sana")), device="cpu")
+    first, second = request("a red circle", 1, steps=4), request("a blue square", 7, steps=4, num_images=2)
+    alone = Collected()
+    studio.generate(second, on_preview=alone)
+
+    batches, started, run_batch = [], threading.Event(), studio.generate_batch
+
+    def held(requests, on_step=None, on_preview=None):
+        batches.append([item.prompt for item in requests])
+        if len(batches) == 1:
+            started.set()
+            wait_until(lambda: studio.waiting == 2, "two requests to queue")
+        return run_batch(requests, on_step, on_preview=on_preview)
+
+    monkeypatch.setattr(studio, "generate_batch", held)
+    seen = {"a red circle": Collected(), "a blue square": Collected(), "a green triangle": Collected()}
+    third = request("a green triangle", 2, steps=4)
+    threads = [threading.Thread(target=studio.generate, args=(item,), kwargs={"on_preview": seen[item.prompt]})
+               for item in (first, second, third)]
+    threads[0].start()
+    assert started.wait(WAIT_S), "the first request never started"
+    threads[1].start()
+    wait_until(lambda: studio.waiting == 1, "the second request to queue")
+    threads[2].start()
+    wait_until(lambda: studio.waiting == 2, "the third request to queue")
+    for thread in threads:
+        thread.join(WAIT_S)
+    assert batches == [["a red circle"], ["a blue square", "a green triangle"]]
+    assert [len(pictures) for _, _, pictures in seen["a blue square"].calls] == [2, 2]
+    assert [len(pictures) for _, _, pictures in seen["a green triangle"].calls] == [1, 1]
+    for (_, _, batched), (_, _, own) in zip(seen["a blue square"].calls, alone.calls):
+        for picture, reference in zip(batched, own):
+            assert np.abs(pixels(picture) - pixels(reference)).max() <= 2
