@@ -37,9 +37,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline import image_modes, previews, references, speed
+from pipeline import deliverables, image_modes, previews, references, speed
 from pipeline.batching import BatchingQueue, batch_key
 from pipeline.conditioning import composite
+from pipeline.deliverables import Deliverable, Rendered
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
 from pipeline.marking import WATERMARK, WATERMARK_METHOD, WATERMARK_MIN_SIDE, add_watermark, check_watermark_available
 from pipeline.metadata import image_settings
@@ -161,6 +162,8 @@ class Studio:
         host's gate refuses.
         """
         request = self.resolve(request)
+        # Colour statistics recorded beside the reference, so that the PNG redoes the colour stage without it.
+        request = request.replace(postprocess=self.postprocess_chain.resolve(request.postprocess))
         image_modes.check_supported(self.family, self.pipe, request)
         if self.safety is not None:
             # Not the negative prompt: naming what to avoid ("nsfw, gore") is what a careful visitor does.
@@ -236,6 +239,11 @@ class Studio:
         # The model's own writer is its text encoder: it runs between batches, never during one.
         with self._lock:
             return self.enhancer.enhance(prompt, task=task, seed=seed, should_stop=should_stop)
+
+    def deliverable(self, request: GenerationRequest, deliverable: Deliverable | str, **options) -> Rendered:
+        """`request` drawn as a deliverable of exact pixels (`pipeline.deliverables.render`; `options`:
+        fit, anchor, colour, on_step, keys)."""
+        return deliverables.render(self, request, deliverable, **options)
 
     @property
     def previews(self) -> bool:

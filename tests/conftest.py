@@ -13,9 +13,10 @@ from pipeline.studio import Studio
 def pytest_configure(config):
     # Library noise that says nothing about this project: torchvision's missing image codecs
     # (its pure-Python parts are installed beside this torch for spandrel) and pandas 3's
-    # deprecations inside gradio's queue.
+    # deprecations inside gradio's queue; Ray Serve's own use of pydantic 1 field options.
     config.addinivalue_line("filterwarnings", "ignore:Failed to load image Python extension")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:gradio.queueing")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:ray.serve._private.config")
     config.addinivalue_line("markers", "reliability: the served page under load, cancellation and disconnection "
                                        "(runs in the normal suite; `-m reliability` runs it alone)")
 

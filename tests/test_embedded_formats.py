@@ -246,3 +246,16 @@ def test_showcase_grid_centres_each_format_in_its_cell(tmp_path):
     red = (grid[:cell_height, :cell_width] == (255, 0, 0)).all(axis=-1)  # 1:1, 64x64 at 2x, centred
     ys, xs = np.nonzero(red)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (32, 159, 24, 151)
+
+
+def test_page_examples_use_contract_words_and_page_formats():
+    import json
+
+    from ui.formats import FORMATS_BY_KEY
+
+    examples = json.loads((embedded.MODEL_DIR.parent / "examples.json").read_text(encoding="utf-8"))
+    assert {example["format"] for example in examples} >= {"square", "landscape", "story"}
+    for example in examples:
+        assert example["format"] in FORMATS_BY_KEY
+        assert set(example["prompt"].replace(",", " ,").split()) <= set(data.vocabulary()), example
+    assert any(" and " in example["prompt"] for example in examples)

@@ -91,6 +91,17 @@ def test_the_png_holds_both_prompts_and_the_writer_and_gives_the_request_back(tm
         request_from_settings({**stored, "enhanced_prompt": 7})
 
 
+def test_batches_go_by_the_text_encoded():
+    from pipeline.batching import batch_key
+    from pipeline.conditioning import read_input_image
+
+    reference = (read_input_image(Image.new("RGB", (32, 32), (200, 10, 10)), "reference"),)
+    one = GenerationRequest(prompt=PROMPT, references=reference, enhanced_prompt=REWRITE)
+    assert batch_key(one) == batch_key(GenerationRequest(prompt="a blue square", references=reference,
+                                                         enhanced_prompt=REWRITE))
+    assert batch_key(one) != batch_key(one.replace(enhanced_prompt=""))
+
+
 # -- the studio -------------------------------------------------------------------------------
 
 

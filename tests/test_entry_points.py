@@ -71,7 +71,7 @@ def test_app_hands_the_speed_options_and_device_to_the_studio(monkeypatch):
     wrapper = seen.pop("device_wrapper")
     assert wrapper(len) is len  # off a ZeroGPU Space, the device work runs as it is
     assert seen == {"reference": "m", "device": "cpu", "speed_options": SpeedOptions(dtype="bf16", tiled_decode=True),
-                    "max_batch": 2, "safety": None, "watermark": False}
+                    "max_batch": 2, "safety": None, "watermark": False, "enhancer": None}
 
 
 def test_dtype_applies_on_cpu(tiny_folder):

@@ -97,7 +97,7 @@ def test_the_generate_endpoint_is_the_declaration_in_order_with_its_defaults(tmp
         "prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "width", "height", "num_images",
         "denoise", "denoise_strength", "color", "color_reference", "color_palette", "color_strength", "upscale",
         "upscaler", "init_image", "strength", "mask", "mask_feather", "extend_to", "extend_anchor", "references",
-        "enhanced_prompt", "auto_enhance"]
+        "enhanced_prompt", "auto_enhance", "color_statistics"]
     api_defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters if p["parameter_has_default"]}
     # Model-dependent controls start at the model's values; every other one at its declared default.
     # auto_enhance: the host's choice (off unless `app.py --auto-enhance`).

@@ -6,11 +6,14 @@ path is printed).
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -474,6 +477,10 @@ def test_enhance_edit_generate_and_reuse_keep_both_prompts(app_url, open_session
     urls = generate(page)
     regenerated, _ = fetch_image(page, urls[0])
     assert largest_difference(regenerated, made) == 0
+    # Picking an example is a new prompt too.
+    page.get_by_text("small purple circle, bottom, orange background", exact=True).first.click()
+    expect(page.locator("#prompt textarea")).to_have_value("small purple circle, bottom, orange background")
+    expect(box).to_have_value("")
 
 
 def test_the_unknown_word_notice_appears_before_the_run(app_url, open_session, screenshots):
@@ -488,3 +495,45 @@ def test_the_unknown_word_notice_appears_before_the_run(app_url, open_session, s
     page.wait_for_function("old => { const now = [...document.querySelectorAll('#results .grid-container img')]"
                            ".map(i => i.src); return now.length > 0 && now.join() !== old.join(); }", arg=before,
                            timeout=RUN_TIMEOUT_MS)
+
+
+def test_deliverables_grouped_with_their_zip_manifest_and_safe_zones(app_url, open_session, screenshots, tmp_path):
+    page = open_session(app_url)
+    page.fill("#prompt textarea", PROMPT)
+    page.fill("#steps input[type=number]", "2")
+    page.press("#steps input[type=number]", "Enter")
+    page.click("#deliverables button.label-wrap")
+    for label in ("Video thumbnail 1280x720", "Medium rectangle 300x250"):
+        page.locator("#deliverable-list").get_by_label(label).check()
+    page.fill("#deliverable-variants input[type=number]", "2")
+    page.press("#deliverable-variants input[type=number]", "Enter")
+    kit = tmp_path / "acme.json"
+    kit.write_text(json.dumps({"name": "Acme", "style": "flat colours"}), encoding="utf-8")
+    page.set_input_files("#kit-file input[type=file]", kit)
+    expect(page.locator("#status")).to_contain_text("kit Acme loaded and chosen")
+    expect(page.locator("#kit input")).to_have_value("Acme")
+    page.click("#make-deliverables")
+    expect(page.locator("#status")).to_contain_text("4 files made", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#deliverable-results .grid-container img")).to_have_count(4)
+    # Grouped by deliverable, in the table's order, variants side by side.
+    captions = re.findall(r"[A-Z][a-z]+ [a-z]+ \d+x\d+ · seed \d+", page.inner_text("#deliverable-results"))
+    assert captions == ["Video thumbnail 1280x720 · seed 0", "Video thumbnail 1280x720 · seed 1",
+                        "Medium rectangle 300x250 · seed 0", "Medium rectangle 300x250 · seed 1"], captions
+    with page.expect_download() as download:
+        page.click("#deliverable-zip a")
+    archive = tmp_path / "deliverables.zip"
+    download.value.save_as(archive)
+    with zipfile.ZipFile(archive) as opened:
+        rows = list(csv.DictReader(io.StringIO(opened.read("manifest.csv").decode("utf-8"))))
+        sizes = {row["file"]: Image.open(io.BytesIO(opened.read(row["file"]))).size for row in rows}
+    assert sorted((row["deliverable"], row["size"], row["seed"]) for row in rows) == [
+        ("medium-rectangle", "300x250", "0"), ("medium-rectangle", "300x250", "1"),
+        ("video", "1280x720", "0"), ("video", "1280x720", "1")]
+    assert sorted(sizes.values()) == [(300, 250), (300, 250), (1280, 720), (1280, 720)]
+    assert {(json.loads(row["kit"])["name"], row["prompt"]) for row in rows} == {("Acme", f"{PROMPT}, flat colours")}
+    # The first result's safe zones over its preview, and gone when the box is cleared.
+    page.check("#safe-zones input")
+    expect(page.locator("#deliverable-preview")).to_contain_text("title safe, top")
+    page.locator("#deliverables").screenshot(path=screenshots / "15-deliverables.png")
+    page.uncheck("#safe-zones input")
+    expect(page.locator("#deliverable-preview")).not_to_contain_text("title safe")

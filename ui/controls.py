@@ -52,6 +52,7 @@ FROM_PICTURE = ("image", "inpaint", "extend")
 # The prompt writer's text, which the model draws from when it is not empty (the prompt stays the
 # visitor's own), and whether a run with that box empty rewrites the prompt first.
 ENHANCE = "enhance"
+COLOR_STATISTICS = "color_statistics"
 ENHANCED_PROMPT, AUTO_ENHANCE = "enhanced_prompt", "auto_enhance"
 
 
@@ -192,6 +193,11 @@ CONTROLS = (
     # None: the host's choice (`python app.py --auto-enhance`), which the page's box shows.
     Control(name=AUTO_ENHANCE, kind=gr.Checkbox, label="Auto-enhance", section=ENHANCE,
             info="with the box empty, rewrite the prompt before each run", options={"scale": 1}),
+    # A colour reference's statistics (JSON), which Reuse settings restores from a PNG so that the
+    # colour stage runs again without the file; used only while no reference picture is uploaded.
+    # Last, so that positional callers of the API keep working.
+    Control(name=COLOR_STATISTICS, kind=gr.Textbox, label="Reference colour statistics (JSON)", section=POSTPROCESS,
+            default="", options={"visible": False, "max_length": 1000}),
 )
 CONTROL_NAMES = tuple(control.name for control in CONTROLS)
 

@@ -8,6 +8,10 @@ An engine with a prompt writer also has `enhance(prompt, seed=, task=, should_st
 `pipeline.enhance.Enhancement`, `written(prompt, text)` (the writer's record of a text it wrote,
 or None) and `vocabulary_notice(text)` (a sentence naming the words the model does not know, or
 None); the page shows its Enhance button and auto-enhance box only then.
+
+An engine that renders deliverables also has `deliverable(request, deliverable, **options)` ->
+`pipeline.deliverables.Rendered` and the `postprocess_chain` that `pipeline.campaign.run` uses; the
+page shows its Deliverables panel only then.
 """
 from __future__ import annotations
 

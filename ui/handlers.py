@@ -27,9 +27,10 @@ import gradio as gr
 
 from pipeline.conditioning import Extend, read_input_image
 from pipeline.enhance import EnhanceFailed
-from pipeline.metadata import read_settings, request_from_settings, save_png
+from pipeline.metadata import read_settings, request_from_settings, save_png, stored_deliverable
 from pipeline.request import CANCEL, MAX_IMAGES, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
 from ui.controls import AUTO_ENHANCE, INPUT_PICTURE, OFF, REFERENCES, takes_controls
+from ui.deliverables import restore_deliverable
 from ui.engine import Engine
 from ui.errors import refuse
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
@@ -357,6 +358,7 @@ class StudioHandlers:
             request = request.replace(**{name: settings[name] for name in ("strength", "mask_feather")
                                          if name in settings})
             extend = Extend.from_dict(settings["extend"]) if "extend" in settings else None
+            stored = stored_deliverable(settings)
         except ValueError as error:
             reason = without_folders(str(error), png) if png else str(error)
             return {self.controls["status"]: f"{self._status()} · nothing was restored: {reason}"}
@@ -367,7 +369,12 @@ class StudioHandlers:
         updates = {self.controls[name]: value for name, value in values.items()}
         # The stored text is drawn as it is: the enhanced prompt restored, or none to write.
         updates[self.controls[AUTO_ENHANCE]] = False
-        updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
+        if stored is None:
+            updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
+        else:
+            # A deliverable's record leaves the size to its deliverable, which the panel ticks.
+            updates.update(restore_deliverable(stored, self.controls, self.studio.limits))
+        press = "press Generate" if stored is None else "press Make deliverables"
         status = f"{self._status()} · settings restored from {describe_source(settings)}"
         pictures = pictures_to_upload(settings)
         if pictures:
@@ -387,9 +394,9 @@ class StudioHandlers:
             named = " and ".join(files)
             warn(f"This image's settings used {named}: upload {'it' if len(files) == 1 else 'them'} again "
                  "under Post-processing to redraw the image exactly.")
-            status += f"; upload {named} again under Post-processing, then press Generate"
+            status += f"; upload {named} again under Post-processing, then {press}"
         else:
-            status += "; press Generate"
+            status += f"; {press}"
         updates[self.controls["status"]] = status
         return updates
 
@@ -409,7 +416,9 @@ class StudioHandlers:
     def remember_prompt(self, last_run: list, prompts: list | None):
         """After a run: its first picture's prompt and settings at the top of the browser's prompt
         history (the same settings moved up rather than kept twice), at most `PROMPT_HISTORY_LIMIT`."""
-        prompts = [entry for entry in prompts or () if isinstance(entry, dict) and "settings" in entry]
+        # The browser sends the stored history; anything but a list of entries counts as none.
+        prompts = [entry for entry in (prompts if isinstance(prompts, list) else ())
+                   if isinstance(entry, dict) and "settings" in entry]
         if not last_run:
             return prompts
         try:
@@ -423,7 +432,8 @@ class StudioHandlers:
         """The history's entries whose prompt holds `query` (any case), newest first, at most
         `PROMPT_HISTORY_SHOWN`: the list's rows, and the entries they are."""
         words = (query or "").casefold().split()
-        shown = [entry for entry in prompts or () if isinstance(entry, dict) and "settings" in entry
+        shown = [entry for entry in (prompts if isinstance(prompts, list) else ()) if isinstance(entry, dict)
+                 and "settings" in entry
                  and all(word in str(entry.get("prompt", "")).casefold() for word in words)][:PROMPT_HISTORY_SHOWN]
         rows = [[entry["prompt"], _describe_entry(entry["settings"])] for entry in shown]
         return gr.Dataset(samples=rows), shown

@@ -24,6 +24,7 @@ from pipeline.request import ModelLimits
 from ui.admission import CheckedBlocks
 from ui.controls import (AUTO_ENHANCE, CONTROLS, ENHANCED_PROMPT, EXTEND_TO, FROM_IMAGE, INPUT_PICTURE, MASK,
                          POSTPROCESS, in_section, named)
+from ui.deliverables import DeliverableHandlers, DeliverablesPanel, admit_panel, build_panel, wire_panel
 from ui.engine import Engine
 from ui.formats import format_choices, format_for_size
 from ui.handlers import StudioHandlers
@@ -90,6 +91,8 @@ class Page:
     prompt_search: gr.Textbox
     prompt_list: gr.Dataset
     shown_prompts: gr.State
+    # The Deliverables panel, for an engine that renders deliverables (`ui.deliverables`).
+    deliverables: DeliverablesPanel | None = None
 
     @property
     def inputs(self) -> dict[str, gr.components.Component]:
@@ -98,8 +101,12 @@ class Page:
 
     @property
     def restorable(self) -> dict[str, gr.components.Component]:
-        """What Reuse settings writes to, by name: the controls, the format and the status line."""
-        return {**self.controls, "format": self.image_format, "status": self.status}
+        """What Reuse settings writes to, by name: the controls, the format and the status line (and the
+        Deliverables panel's choice of deliverables, when the page has it)."""
+        panel = {} if self.deliverables is None else {
+            "deliverables": self.deliverables.checked, "custom_sizes": self.deliverables.custom,
+            "fit": self.deliverables.fit, "style": self.deliverables.style}
+        return {**self.controls, "format": self.image_format, "status": self.status, **panel}
 
 
 def build_demo(studio: Engine, *, auto_enhance: bool = False) -> gr.Blocks:
@@ -107,7 +114,8 @@ def build_demo(studio: Engine, *, auto_enhance: bool = False) -> gr.Blocks:
     an API call that leaves auto_enhance out rewrites its prompt first."""
     with CheckedBlocks(title="Studio", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         page = build_page(studio.limits, tuple(studio.modes), auto_enhance=auto_enhance,
-                          writer=callable(getattr(studio, "enhance", None)))
+                          writer=callable(getattr(studio, "enhance", None)),
+                          deliverables=callable(getattr(studio, "deliverable", None)))
         nullable = {control.name for control in CONTROLS if control.nullable}
         for name, component in page.inputs.items():
             demo.admit(component, name, nullable=name in nullable)
@@ -115,6 +123,8 @@ def build_demo(studio: Engine, *, auto_enhance: bool = False) -> gr.Blocks:
         demo.admit(page.prompts, "prompt_history", nullable=True)
         demo.admit(page.prompt_search, "prompt_search", nullable=True)
         demo.admit(page.live_previews, "live_previews")
+        if page.deliverables is not None:
+            admit_panel(demo, page.deliverables)
         handlers = StudioHandlers(studio, Path(demo.GRADIO_CACHE) / "studio", page.restorable,
                                   auto_enhance=auto_enhance)
         wire(demo, page, handlers, studio.max_batch)
@@ -122,11 +132,12 @@ def build_demo(studio: Engine, *, auto_enhance: bool = False) -> gr.Blocks:
 
 
 def build_page(limits: ModelLimits, modes: tuple[str, ...], *, auto_enhance: bool = False,
-               writer: bool = True) -> Page:
+               writer: bool = True, deliverables: bool = False) -> Page:
     """Lay out the page inside the current Blocks: settings on the left, pictures on the right. What
     starts from a picture is shown only for a model that serves an image mode (`modes`); the Enhance
     button and the auto-enhance box only for an engine with a prompt writer (`writer`), ticked when
-    `auto_enhance`."""
+    `auto_enhance`; the Deliverables panel (`ui.deliverables`) only for an engine that renders
+    deliverables (`deliverables`)."""
     # Per browser session: its cancel flag, its history, its last run, the result it selected.
     states = gr.State(RunControl()), gr.State([]), gr.State([]), gr.State(None)
     gr.Markdown("# Studio\nType what you want to see, pick a format, press **Generate**.")
@@ -154,6 +165,7 @@ def build_page(limits: ModelLimits, modes: tuple[str, ...], *, auto_enhance: boo
             history_gallery = gr.Gallery(label="History (this browser session, newest first)", format="png",
                                          columns=8, height=220, object_fit="contain", interactive=False,
                                          fit_columns=False, buttons=["download"], elem_id="history")
+            panel = build_panel() if deliverables else None
     missing = [control.name for control in CONTROLS if control.name not in controls]
     if missing:
         raise RuntimeError(f"controls declared in a section the page does not place: {', '.join(missing)}")
@@ -163,7 +175,7 @@ def build_page(limits: ModelLimits, modes: tuple[str, ...], *, auto_enhance: boo
                 history=states[1], last_run=states[2], selected=states[3], enhance=enhance,
                 prompts=gr.BrowserState([], storage_key=PROMPT_HISTORY_KEY), prompt_search=prompt_search,
                 prompt_list=prompt_list, shown_prompts=gr.State([]), live_previews=live_previews,
-                previews_on=gr.State(False))
+                previews_on=gr.State(False), deliverables=panel)
 
 
 def build_prompt_history() -> tuple[gr.Textbox, gr.Dataset]:
@@ -188,7 +200,7 @@ def build_settings(limits: ModelLimits, modes: tuple[str, ...], controls: dict, 
                 controls[control.name] = control.build(limits, modes)
 
     # The prompt with the prompt writer's button beside it, and the writer's editable text under it.
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         controls["prompt"] = named("prompt").build(limits, modes, scale=4)
         with gr.Column(scale=1, min_width=120):
             enhance = gr.Button("Enhance", elem_id="enhance", size="sm", visible=writer)
@@ -253,14 +265,18 @@ def wire(demo: gr.Blocks, page: Page, handlers: StudioHandlers, max_batch: int) 
                       **quiet).then(handlers.show_prompts, inputs=[page.prompts, page.prompt_search], outputs=shown,
                                     **quiet)
     # The prompt writer: its text fills the Enhanced prompt box, which Generate then draws from. The
-    # box empties as soon as the visitor types a new prompt, so that no older rewrite is drawn.
+    # box empties as soon as the visitor types or picks a new prompt, so that no older rewrite is drawn.
     page.enhance.click(handlers.enhance, inputs=[controls["prompt"], controls["seed"]],
                        outputs=controls[ENHANCED_PROMPT], api_name="enhance",
                        concurrency_limit=max_batch, concurrency_id=DEVICE_QUEUE,
                        show_progress_on=controls[ENHANCED_PROMPT])
-    controls["prompt"].input(None, outputs=controls[ENHANCED_PROMPT], js="() => ''", **quiet)
+    gr.on(triggers=[controls["prompt"].input, page.examples.click], fn=None, outputs=controls[ENHANCED_PROMPT],
+          js="() => ''", **quiet)
+    panel_events = [] if page.deliverables is None else wire_panel(
+        page.deliverables, DeliverableHandlers(handlers.studio, handlers.output_dir, handlers.status), controls, page.status,
+        page.run_control, DEVICE_QUEUE, max_batch)
     page.cancel.click(handlers.cancel, inputs=page.run_control, outputs=page.status,
-                      cancels=[generate_event, *vary_events], api_name="cancel", queue=False).then(
+                      cancels=[generate_event, *vary_events, *panel_events], api_name="cancel", queue=False).then(
         handlers.drop_previews, inputs=page.last_run, outputs=page.gallery, **quiet)
 
     size = [controls["width"], controls["height"]]

@@ -11,6 +11,7 @@ handlers to show.
 from __future__ import annotations
 
 import dataclasses
+import json
 import ntpath
 import re
 from pathlib import Path
@@ -22,10 +23,10 @@ from PIL import Image
 
 from pipeline.conditioning import Extend, InputImage, Mask, read_input_image, read_mask
 from pipeline.references import MAX_REFERENCES
-from pipeline.postprocess import PostprocessSettings
+from pipeline.postprocess import PostprocessSettings, ReferenceStatistics
 from pipeline.request import GenerationRequest, ModelLimits
-from ui.controls import (CONTROL_NAMES, EXTEND_ANCHOR, EXTEND_TO, INPUT_PICTURE, MASK, OFF, POSTPROCESS, REFERENCES,
-                         defaults, in_section)
+from ui.controls import (COLOR_STATISTICS, CONTROL_NAMES, EXTEND_ANCHOR, EXTEND_TO, INPUT_PICTURE, MASK, OFF,
+                         POSTPROCESS, REFERENCES, defaults, in_section)
 from ui.formats import FORMATS_BY_KEY, format_for_size, format_size
 
 # The pictures of the "Start from an image" panel, read by `read_pictures` before the request is built.
@@ -57,8 +58,12 @@ def parse_palette(text: str | None) -> tuple[str, ...]:
 def build_postprocess(values: Mapping[str, Any]) -> PostprocessSettings:
     """The post-processing panel's values as engine settings; ValueError on a bad combination."""
     denoise, color, upscale = values["denoise"], values["color"], int(values["upscale"])
+    # Without the picture, the statistics Reuse settings restored stand for it.
+    statistics = None
     if color == "reference" and not values["color_reference"]:
-        raise ValueError("color_reference is needed for 'Match a reference image': upload the reference picture")
+        statistics = read_statistics(values.get(COLOR_STATISTICS))
+        if statistics is None:
+            raise ValueError("color_reference is needed for 'Match a reference image': upload the reference picture")
     if color == "palette" and not parse_palette(values["color_palette"]):
         raise ValueError("color_palette is needed for 'Brand palette': give hex colours like #1E88E5, #FFC107")
     # A hidden control's leftover value does not leak into the settings.
@@ -68,8 +73,19 @@ def build_postprocess(values: Mapping[str, Any]) -> PostprocessSettings:
         color_reference=values["color_reference"] if color == "reference" else None,
         color_palette=parse_palette(values["color_palette"]) if color == "palette" else (),
         color_strength=values["color_strength"],
+        color_statistics=statistics,
         upscale=upscale,
         upscaler=values["upscaler"] if upscale != 1 and values["upscaler"] else None)
+
+
+def read_statistics(text: str | None) -> ReferenceStatistics | None:
+    """The colour statistics control's JSON as engine statistics; None when empty, ValueError when unreadable."""
+    if not (text or "").strip():
+        return None
+    try:
+        return ReferenceStatistics.from_dict(json.loads(text))
+    except json.JSONDecodeError:
+        raise ValueError("color_statistics must be a JSON object of mean, std, sha256 and name") from None
 
 
 def painted(editor: Mapping[str, Any] | None) -> Image.Image | None:
@@ -175,13 +191,16 @@ def controls_from_request(request: GenerationRequest) -> dict[str, Any]:
         "color_palette": ", ".join(post.color_palette),
         "color_strength": post.color_strength,
         "upscale": str(post.upscale),
+        COLOR_STATISTICS: "" if post.color_statistics is None else json.dumps(post.color_statistics.to_dict()),
     }
 
 
 def files_to_upload(post: PostprocessSettings) -> list[str]:
     """What the settings used from files that Reuse settings does not restore, e.g.
     ["the colour reference 'brand.png'"]; only the file's base name, never its folder."""
-    files = [("the colour reference", post.color_reference), ("the learned upscaler", post.upscaler)]
+    # A colour reference whose statistics are stored is not needed again.
+    reference = post.color_reference if post.color_statistics is None else None
+    files = [("the colour reference", reference), ("the learned upscaler", post.upscaler)]
     # ntpath splits at both / and \, so a path written on Windows loses its folders too.
     return [f"{what} {ntpath.basename(path)!r}" for what, path in files if path]
 
