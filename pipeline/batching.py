@@ -164,20 +164,27 @@ class BatchingQueue:
 
 
 def _previews_for(batch: list[_Ticket]):
-    """The batch's preview callback: decodes a step once, only when a live ticket wants it, and hands
-    each such ticket the pictures of its own images."""
-    offsets, start = [], 0
-    for ticket in batch:
-        offsets.append(start)
-        start += ticket.request.num_images
+    """The batch's preview callback: each live ticket that asked for previews gets its own images."""
+    def receiver(index: int, step: int):
+        ticket = batch[index]
+        wants = ticket.on_preview is not None and ticket.cancelled_at is None and step % ticket.preview_every == 0
+        return ticket.on_preview if wants else None
+
+    return fan_out_previews([ticket.request.num_images for ticket in batch], receiver)
+
+
+def fan_out_previews(counts: list[int], receiver: Callable[[int, int], Callable | None]):
+    """One batch's `on_preview(step, total, pictures)` for requests of `counts` images each, in order:
+    `receiver(index, step)` is request `index`'s `(step, total, its pictures)` callback for this step, or
+    None when it wants none; a step is decoded once, and only when some request wants it."""
+    offsets = [sum(counts[:index]) for index in range(len(counts))]
 
     def on_preview(step: int, total: int, pictures) -> None:
-        wanted = [(ticket, offset) for ticket, offset in zip(batch, offsets)
-                  if ticket.on_preview is not None and ticket.cancelled_at is None and step % ticket.preview_every == 0]
-        if not wanted:
-            return
-        images = pictures()
-        for ticket, offset in wanted:
-            ticket.on_preview(step, total, images[offset:offset + ticket.request.num_images])
+        wanted = [(send, offset, count) for index, (offset, count) in enumerate(zip(offsets, counts))
+                  if (send := receiver(index, step)) is not None]
+        if wanted:
+            images = pictures()
+            for send, offset, count in wanted:
+                send(step, total, images[offset:offset + count])
 
     return on_preview

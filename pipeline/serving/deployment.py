@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ray import serve
 
-from pipeline.batching import batch_key
+from pipeline.batching import batch_key, fan_out_previews
 from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, GenerationRequest, GenerationResult,
                               ModelLimits)
 from pipeline.serving.events import Done, Failed, Preview, Started, Step
@@ -163,23 +163,14 @@ class StudioDeployment:
 
 
 def _previews_for(group: list[_Ticket]):
-    """The group's preview callback: decodes a step once, only when a live request wants it, and sends
-    each such request the pictures of its own images."""
-    offsets, start = [], 0
-    for ticket in group:
-        offsets.append(start)
-        start += ticket.request.num_images
+    """The group's preview callback: each live request that asked for previews is sent its own images."""
+    def receiver(index: int, step: int):
+        ticket = group[index]
+        wants = (ticket.preview_every and not ticket.dropped and ticket.cancelled_at is None
+                 and step % ticket.preview_every == 0)
+        return (lambda step, total, images: ticket.send(Preview(step, total, images))) if wants else None
 
-    def on_preview(step: int, total: int, pictures) -> None:
-        wanted = [(ticket, offset) for ticket, offset in zip(group, offsets)
-                  if ticket.preview_every and not ticket.dropped and ticket.cancelled_at is None
-                  and step % ticket.preview_every == 0]
-        if wanted:
-            images = pictures()
-            for ticket, offset in wanted:
-                ticket.send(Preview(step, total, images[offset:offset + ticket.request.num_images]))
-
-    return on_preview
+    return fan_out_previews([ticket.request.num_images for ticket in group], receiver)
 
 
 def _report_crash(task: asyncio.Task, ticket: _Ticket) -> None:
