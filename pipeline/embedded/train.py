@@ -169,6 +169,18 @@ def export(pipe, out: Path) -> None:
     pipe.save_pretrained(out, safe_serialization=True)
 
 
+def exporter(pipe, out: Path, *training: torch.nn.Module) -> Callable[[], None]:
+    """A checkpoint callback that exports `pipe` to `out` with the `training` modules in eval mode."""
+    def export_checkpoint() -> None:
+        for module in training:
+            module.eval()
+        export(pipe, out)
+        for module in training:
+            module.train()
+
+    return export_checkpoint
+
+
 # ---------------------------------------------------------------------------------------------
 # Stage 1: the autoencoder
 # ---------------------------------------------------------------------------------------------
@@ -286,14 +298,8 @@ def train_denoiser(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: fl
         pool = warmup_pool if index < cfg.position_warmup_steps else main_pool
         return optimizer_step(optimizer, denoiser_loss(pipe, cfg, pool, index, shift))
 
-    def export_checkpoint() -> None:
-        transformer.eval()
-        text_encoder.eval()
-        export(pipe, out)
-        transformer.train()
-        text_encoder.train()
-
-    loop.run(step, task="denoiser", on_progress=on_progress, on_checkpoint=export_checkpoint)
+    loop.run(step, task="denoiser", on_progress=on_progress,
+             on_checkpoint=exporter(pipe, out, transformer, text_encoder))
     transformer.eval()
     text_encoder.eval()
 

@@ -23,7 +23,7 @@ import torch
 from . import FORMAT_SIZES, NATIVE_SIZE, data, pairs
 from .config import TrainConfig
 from .loop import ProgressCallback, StageLoop
-from .train import (batch_generator, batch_rng, export, flow_matching_loss, latent_edge_mask,
+from .train import (batch_generator, batch_rng, exporter, flow_matching_loss, latent_edge_mask,
                     optimizer_step, set_learning_rate, to_tensor)
 
 STAGE_SEED = 6  # batch_rng's stage number for stage 4 (stages 1-3 use 1 to 5)
@@ -86,13 +86,7 @@ def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: flo
         set_learning_rate(optimizer, cfg.format_lr, index, cfg.format_steps, cfg.warmup)
         return optimizer_step(optimizer, format_loss(pipe, cfg, index, shift, combos, pair_combos))
 
-    def export_checkpoint() -> None:
-        transformer.eval()
-        text_encoder.eval()
-        export(pipe, out)
-        transformer.train()
-        text_encoder.train()
-
-    loop.run(step, task="formats", on_progress=on_progress, on_checkpoint=export_checkpoint)
+    loop.run(step, task="formats", on_progress=on_progress,
+             on_checkpoint=exporter(pipe, out, transformer, text_encoder))
     transformer.eval()
     text_encoder.eval()
