@@ -8,7 +8,8 @@ after an interruption and it repeats exactly the batches an uninterrupted run wo
 The model is exported to DIR in diffusers format as the stages go.
 
 Stage 3 depends on stage 1 only, so it may run in a second process beside stage 2 with
-`--stages 1,3`; the run with stage 2 exports the finished model. `--stages 4 --init FOLDER`
+`--stages 1,3`; the run with stage 2 exports the finished model. The default, stages 1-3, makes
+the shipped model; stage 4 is under trial (TRAINING.md) and runs when named. `--stages 4 --init FOLDER`
 runs stage 4 alone from a folder that stages 1-3 exported (such as the model of a run with
 `--stages 1,2,3`). On a CPU shared with other busy processes, `--threads 1` is much faster than 2.
 When stderr is not a terminal, progress is printed as plain lines instead of bars.
@@ -61,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"stage 4 steps (default {defaults.format_steps})")
     parser.add_argument("--format-lr", type=float, default=defaults.format_lr,
                         help=f"stage 4 peak learning rate (default {defaults.format_lr:g})")
-    parser.add_argument("--stages", default="1,2,3,4",
-                        help="which stages to run, e.g. 1,3 (stage 1 always runs or is read back; "
-                             "default 1,2,3,4)")
+    parser.add_argument("--stages", default="1,2,3",
+                        help="which stages to run, e.g. 1,3 or 1,2,3,4 (stage 1 always runs or is read back; "
+                             "default 1,2,3: the shipped model; stage 4 is still under trial)")
     parser.add_argument("--init", type=Path,
                         help="with --stages 4: the model folder stages 1-3 exported, to start stage 4 from")
     parser.add_argument("--threads", type=int, default=defaults.threads,
