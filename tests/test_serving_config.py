@@ -13,13 +13,15 @@ def test_write_config_is_a_serve_config_of_the_same_deployment(tmp_path, capsys)
 
     path = tmp_path / "serve.yaml"
     assert main(["serve", "--model", "embedded", "--min-replicas", "1", "--max-replicas", "3",
-                 "--gpus-per-replica", "0.5", "--max-batch", "2", "--write-config", str(path)]) == 0
+                 "--gpus-per-replica", "0.5", "--max-batch", "2", "--batch-wait-ms", "0", "--write-config",
+                 str(path)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {path}; deploy it with: serve deploy {path}"
     config = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
     [application] = config.applications
     assert (application.name, application.import_path, application.route_prefix) == (
         "studio", "pipeline.serving.deployment:build", None)
     assert application.args["model"] == "embedded" and application.args["max_batch"] == 2
+    assert application.args["batch_wait_ms"] == 0
     assert application.args["capacity"] == 6  # batches of 2 on up to 3 replicas
     [deployment] = application.deployments
     assert deployment.autoscaling_config == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 2}
@@ -40,6 +42,7 @@ def test_a_fixed_replica_count():
                                                       "got min 3 and max 2"),
     (["--replicas", "0"], "replicas must be at least 1, got 0"),
     (["--max-batch", "0"], "max batch must be at least 1, got 0"),
+    (["--batch-wait-ms", "-1"], "batch wait must be from 0 to 1000 ms, got -1"),
 ])
 def test_bad_options_are_one_line_and_exit_2(args, message, tmp_path, capsys):
     assert main(["serve", *args, "--write-config", str(tmp_path / "serve.yaml")]) == 2

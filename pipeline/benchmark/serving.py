@@ -22,7 +22,7 @@ LABELS = {"local": "one request, local studio", "ray": "one request, through Ray
 
 
 def deployments(model: str, replicas: int, max_batch: int, gpus_per_replica: float, *, device: str | None = None,
-                speed: dict | None = None):
+                speed: dict | None = None, batch_wait_ms: float = 10):
     """Clients of two deployments on the joined cluster: one replica, and `replicas` replicas, each
     replica on one CPU thread with the speed options `speed` (`SpeedOptions` fields)."""
     from pipeline.serving.client import RayStudio
@@ -30,7 +30,7 @@ def deployments(model: str, replicas: int, max_batch: int, gpus_per_replica: flo
     from pipeline.serving.options import ServeOptions
 
     base = ServeOptions(model=model, device=device, speed=dict(speed or {}), max_batch=max_batch, threads=1,
-                        gpus_per_replica=gpus_per_replica)
+                        gpus_per_replica=gpus_per_replica, batch_wait_ms=batch_wait_ms)
     clients = []
     for count in (1, replicas):
         options = base.replace(replicas=count, app_name=f"bench-{count}-replicas")

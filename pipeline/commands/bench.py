@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serving.add_argument("--requests", type=int, default=8, help="concurrent requests of the throughput runs "
                                                                  "(default 8)")
     serving.add_argument("--max-batch", type=int, default=4, help="batch size of each replica (default 4)")
+    serving.add_argument("--batch-wait-ms", type=float, default=10,
+                         help="how long a lone request waits for others to batch with (default 10, as serve's)")
     serving.add_argument("--gpus-per-replica", type=float, default=0,
                          help="GPUs each replica holds; the two deployments hold 1 + --replicas replicas at once "
                               "(default 0)")
@@ -122,7 +124,7 @@ def run_serving(args: argparse.Namespace, options, device: str) -> int:
     connect(num_cpus=1 + args.replicas, verbose=args.verbose)
     try:
         one, many = deployments(args.model, args.replicas, args.max_batch, args.gpus_per_replica,
-                                device=args.device, speed=vars(options))
+                                device=args.device, speed=vars(options), batch_wait_ms=args.batch_wait_ms)
         results = measure_serving(local, one, many, request, args.replicas, args.requests, args.repeat)
     finally:
         ray.shutdown()  # the cluster this command started, Serve with it

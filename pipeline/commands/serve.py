@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scaling.add_argument("--threads", type=int, help="torch CPU threads per replica (default: torch's own)")
     scaling.add_argument("--max-batch", type=int, default=4,
                          help="most compatible requests a replica serves as one forward batch (default 4)")
+    scaling.add_argument("--batch-wait-ms", type=float, default=10,
+                         help="how long a lone request waits for others to batch with (default 10; 0 starts it "
+                              "at once, lowest latency, batches only from requests already waiting)")
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument("--address", help="join this cluster (auto, HOST:PORT or ray://HOST:PORT) instead of "
                                            "starting one on this machine")
@@ -59,7 +62,7 @@ def serve_options(args: argparse.Namespace):
     return ServeOptions(model=args.model, device=args.device, speed=speed, replicas=replicas,
                         min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                         gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
-                        max_batch=args.max_batch, threads=args.threads)
+                        max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, Ge
 from pipeline.serving.events import Done, Failed, Preview, Started, Step
 from pipeline.serving.options import DEPLOYMENT_NAME
 
-# The first request of an idle replica waits this long for company before its batch starts.
+# The first request of an idle replica waits this long for company before its batch starts
+# (`ServeOptions.batch_wait_ms` sets each deployment's own).
 BATCH_WAIT_S = 0.01
 
 
@@ -65,7 +66,8 @@ class _Ticket:
 @serve.deployment(name=DEPLOYMENT_NAME)
 class StudioDeployment:
     def __init__(self, model: str, device: str | None = None, speed: dict | None = None, max_batch: int = 4,
-                 threads: int | None = None, capacity: int | None = None):
+                 threads: int | None = None, capacity: int | None = None,
+                 batch_wait_ms: float = BATCH_WAIT_S * 1000):
         import ray
         import torch
 
@@ -81,6 +83,7 @@ class StudioDeployment:
         self.batch_sizes: list[int] = []
         self.dropped: list[tuple[int, int, int]] = []
         self._batched.set_max_batch_size(max_batch)
+        self._batched.set_batch_wait_timeout_s(batch_wait_ms / 1000)
 
     def describe(self) -> Description:
         studio = self.studio

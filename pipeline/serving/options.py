@@ -23,12 +23,17 @@ class ServeOptions:
     gpus_per_replica: float = 0
     cpus_per_replica: float = 1
     max_batch: int = 4
+    # How long the first request reaching an idle replica waits for others to share its batch: a
+    # longer wait forms fuller batches under load and delays a lone request by as much.
+    batch_wait_ms: float = 10
     threads: int | None = None  # torch CPU threads per replica; None leaves torch's default
     app_name: str = APP_NAME
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max batch must be at least 1, got {self.max_batch}")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ValueError(f"batch wait must be from 0 to 1000 ms, got {self.batch_wait_ms:g}")
         if self.gpus_per_replica < 0 or self.cpus_per_replica < 0:
             raise ValueError("GPUs and CPUs per replica cannot be negative")
         if self.threads is not None and self.threads < 1:
@@ -66,7 +71,8 @@ class ServeOptions:
     def builder_args(self) -> dict:
         """What each replica needs to load its studio (`deployment.build`'s `args`)."""
         return {"model": self.model, "device": self.device, "speed": dict(self.speed), "max_batch": self.max_batch,
-                "threads": self.threads, "capacity": self.max_batch * self.most_replicas}
+                "batch_wait_ms": self.batch_wait_ms, "threads": self.threads,
+                "capacity": self.max_batch * self.most_replicas}
 
     def config(self) -> dict:
         """The Serve config (`serve deploy FILE`) of this deployment."""
