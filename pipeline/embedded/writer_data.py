@@ -70,15 +70,7 @@ def loose_description(scene: data.Scene, given: set[str], rng: random.Random) ->
         parts.append(rng.choice(_BACKGROUND_FORMS).format(bg=scene.background))
     rng.shuffle(parts)
     text = ", ".join(parts) if rng.random() < 0.7 else " ".join(parts)
-    return _fix_articles(text)
-
-
-def _fix_articles(text: str) -> str:
-    words = text.split(" ")
-    for i, word in enumerate(words[:-1]):
-        if word in ("a", "an"):
-            words[i] = "an" if words[i + 1][0] in "aeiou" else "a"
-    return " ".join(words)
+    return data.fix_articles(text)
 
 
 def _given_attributes(rng: random.Random) -> set[str]:
