@@ -120,12 +120,12 @@ def test_two_object_prompts_name_both_objects_in_contract_words():
 
 def test_stage_4_batches_are_a_pure_function_of_the_step():
     from pipeline.embedded.config import TrainConfig
-    from pipeline.embedded.train_formats import format_batch
+    from pipeline.embedded.train_formats import format_batch, format_mix
 
     cfg = TrainConfig(format_batch=8)
     combos, pair_combos = data.training_combos(), pairs.training_pair_combos()
-    batches = [format_batch(cfg, step, combos, pair_combos) for step in range(40)]
-    again = format_batch(cfg, 7, combos, pair_combos)
+    batches = [format_batch(cfg, format_mix(cfg), step, combos, pair_combos) for step in range(40)]
+    again = format_batch(cfg, format_mix(cfg), 7, combos, pair_combos)
     assert again[0] == batches[7][0] and again[2] == batches[7][2]
     assert all(np.array_equal(a, b) for a, b in zip(again[1], batches[7][1]))
     assert {size for size, _, _ in batches} == set(FORMAT_SIZES.values())
@@ -135,11 +135,28 @@ def test_stage_4_batches_are_a_pure_function_of_the_step():
     assert any(" and " in prompt and "background" in prompt for prompt in prompts)
 
 
+def test_stage_5_draws_other_batches_with_more_two_object_pictures():
+    from pipeline.embedded.config import TrainConfig
+    from pipeline.embedded.train_formats import format_batch, format_mix, pair_mix
+
+    cfg = TrainConfig(format_batch=8)
+    combos, pair_combos = data.training_combos(), pairs.training_pair_combos()
+
+    def two_object_share(mix) -> float:
+        """Of the pictures of batches at a format's size: those whose prompt names two shapes."""
+        batches = [format_batch(cfg, mix, step, combos, pair_combos) for step in range(200)]
+        prompts = [prompt for size, _, prompts in batches if size != (64, 64) for prompt in prompts]
+        return sum(sum(prompt.count(shape) for shape in data.SHAPES) == 2 for prompt in prompts) / len(prompts)
+
+    # Expected: 0.6 and 0.8 of the pictures, less the 10 % whose prompt is dropped.
+    assert 0.49 < two_object_share(format_mix(cfg)) < 0.59 < 0.67 < two_object_share(pair_mix(cfg)) < 0.77
+
+
 class _Interrupted(Exception):
     pass
 
 
-def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4), stop_at=None):
+def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5), stop_at=None):
     """A few steps of each stage on the real model config; the exported files' bytes."""
     import torch
 
@@ -148,10 +165,10 @@ def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4), stop_at=None):
 
     threads = torch.get_num_threads()
     cfg = TrainConfig(vae_steps=2, steps=2, batch=2, pool_size=256, refine_steps=2, position_warmup_steps=0,
-                      format_steps=4, format_batch=4, checkpoint_every=2, threads=1)
+                      format_steps=4, format_batch=4, pair_steps=4, checkpoint_every=2, threads=1)
 
     def progress(event):
-        if event.task == "formats" and event.step == stop_at:
+        if (event.task, event.step) == stop_at:
             raise _Interrupted
 
     try:
@@ -161,16 +178,18 @@ def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4), stop_at=None):
     return {path.relative_to(out).as_posix(): path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
 
 
-def test_stage_4_from_the_exported_model_and_resumed_ends_with_the_same_model(tmp_path):
+def test_stages_4_and_5_from_the_exported_model_and_resumed_end_with_the_same_model(tmp_path):
     straight = _tiny_run(tmp_path / "straight", tmp_path / "straight.state")
     _tiny_run(tmp_path / "base", tmp_path / "base.state", stages=(1, 2, 3))
-    with pytest.raises(_Interrupted):
-        _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4,), stop_at=3)
-    parts = sorted(path.name for path in (tmp_path / "v2.state" / "stage4").iterdir())
-    assert parts == ["optimizer.exp_avg.pt", "optimizer.exp_avg_sq.pt", "optimizer.pt", "progress.pt",
-                     "text_encoder.pt", "transformer.pt"]
-    assert max(path.stat().st_size for path in (tmp_path / "v2.state" / "stage4").iterdir()) < 16 * 2**20
-    resumed = _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4,))
+    for stop_at in (("formats", 3), ("pairs", 3)):
+        with pytest.raises(_Interrupted):
+            _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5), stop_at=stop_at)
+    for stage in ("stage4", "stage5"):
+        parts = sorted(path.name for path in (tmp_path / "v2.state" / stage).iterdir())
+        assert parts == ["optimizer.exp_avg.pt", "optimizer.exp_avg_sq.pt", "optimizer.pt", "progress.pt",
+                         "text_encoder.pt", "transformer.pt"]
+        assert max(path.stat().st_size for path in (tmp_path / "v2.state" / stage).iterdir()) < 16 * 2**20
+    resumed = _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5))
     assert resumed.keys() == straight.keys()
     assert [name for name in straight if straight[name] != resumed[name]] == []
 

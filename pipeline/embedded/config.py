@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# autoencoder, denoiser with text encoder, decoder refinement, every format and two objects
-STAGES = (1, 2, 3, 4)
+# autoencoder, denoiser with text encoder, decoder refinement, every format and two objects,
+# two objects again (binding)
+STAGES = (1, 2, 3, 4, 5)
 POOL_CHUNK = 256  # pictures encoded at a time into stage 2's pools
 WARMUP_POOL_SIZE = 1024  # stage 2's pictures of black shapes on white for the position warm-up
 
@@ -47,6 +48,12 @@ class TrainConfig:
     format_lr: float = 3e-4
     square_fraction: float = 0.25  # of stage 4's batches: stage 2's one-object 64x64 scenes
     pair_fraction: float = 0.6  # of the other batches' pictures: two objects
+    # Stage 5: stage 4 continued with more two-object pictures and a higher shape-edge weight.
+    pair_steps: int = 4000
+    pair_lr: float = 2e-4
+    pair_square_fraction: float = 0.2
+    pair_pair_fraction: float = 0.8
+    pair_shape_edge_weight: float = 48.0
     checkpoint_every: int = 100
     # torch's CPU threads. On a CPU shared with other busy processes 1 is much faster than 2:
     # OpenMP threads waiting on each other lose their time slices.
@@ -54,7 +61,7 @@ class TrainConfig:
 
     def __post_init__(self):
         counts = ("vae_steps", "vae_batch", "steps", "batch", "refine_steps", "format_steps", "format_batch",
-                  "checkpoint_every", "threads")
+                  "pair_steps", "checkpoint_every", "threads")
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -1,4 +1,4 @@
-"""Stage 4 of training the embedded model: every format's size, and two objects.
+"""Stages 4 and 5 of training the embedded model: every format's size, and two objects.
 
 Stages 1-3 (`train`) train at 64x64 on one-object scenes. Stage 4 continues the denoiser and the
 text encoder from there, as multi-aspect training with size buckets does: each batch is drawn at
@@ -12,9 +12,13 @@ Pictures are rendered and encoded as each batch is drawn (the autoencoder stays 
 the same shape-edge-weighted flow-matching loss and conventions as stage 2. Every batch is a
 pure function of (seed, step), and the stage checkpoints as a folder of one file per module and
 per kind of optimizer state (`loop.StageLoop` with `split`).
+
+Stage 5 continues stage 4 with the same batches in another mix (`Mix`): more two-object
+pictures, a higher shape-edge weight and its own learning-rate schedule, for attribute binding.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +30,42 @@ from .loop import ProgressCallback, StageLoop
 from .train import (batch_generator, batch_rng, exporter, flow_matching_loss, latent_edge_mask,
                     optimizer_step, set_learning_rate, to_tensor)
 
-STAGE_SEED = 6  # batch_rng's stage number for stage 4 (stages 1-3 use 1 to 5)
 
 
-def format_batch(cfg: TrainConfig, step: int, combos: list, pair_combos: list):
-    """Stage 4's batch number `step`: ((width, height), images (B, H, W, 3) uint8, prompts).
+@dataclass(frozen=True)
+class Mix:
+    """What a stage of this kind trains on, and how."""
+
+    stage: int  # 4 or 5: the checkpoint folder's name
+    seed: int  # batch_rng's stage number (stages 1-3 use 1 to 5)
+    steps: int
+    lr: float
+    square_fraction: float  # of the batches: stage 2's one-object 64x64 scenes
+    pair_fraction: float  # of the other batches' pictures: two objects
+    shape_edge_weight: float
+
+
+def format_mix(cfg: TrainConfig) -> Mix:
+    return Mix(4, 6, cfg.format_steps, cfg.format_lr, cfg.square_fraction, cfg.pair_fraction,
+               cfg.shape_edge_weight)
+
+
+def pair_mix(cfg: TrainConfig) -> Mix:
+    return Mix(5, 7, cfg.pair_steps, cfg.pair_lr, cfg.pair_square_fraction, cfg.pair_pair_fraction,
+               cfg.pair_shape_edge_weight)
+
+
+def format_batch(cfg: TrainConfig, mix: Mix, step: int, combos: list, pair_combos: list):
+    """Batch number `step` of `mix`'s stage: ((width, height), images (B, H, W, 3) uint8, prompts).
 
     Prompts are "" with the caption-dropout probability, as in stage 2.
     """
-    rng = batch_rng(cfg.seed, STAGE_SEED, step)
+    rng = batch_rng(cfg.seed, mix.seed, step)
     images, prompts = [], []
-    if rng.random() < cfg.square_fraction:
+    if rng.random() < mix.square_fraction:
         size, pair_fraction = (NATIVE_SIZE, NATIVE_SIZE), 0.0
     else:
-        size, pair_fraction = rng.choice(list(FORMAT_SIZES.values())), cfg.pair_fraction
+        size, pair_fraction = rng.choice(list(FORMAT_SIZES.values())), mix.pair_fraction
     for _ in range(cfg.format_batch):
         if rng.random() < pair_fraction:
             pair = pairs.pair_from_combo(rng.choice(pair_combos), rng)
@@ -53,26 +79,27 @@ def format_batch(cfg: TrainConfig, step: int, combos: list, pair_combos: list):
     return size, images, prompts
 
 
-def format_loss(pipe, cfg: TrainConfig, step: int, shift: float, combos: list, pair_combos: list) -> torch.Tensor:
-    """The flow-matching loss of stage 4's batch number `step`."""
-    _, images, prompts = format_batch(cfg, step, combos, pair_combos)
+def format_loss(pipe, cfg: TrainConfig, mix: Mix, step: int, shift: float, combos: list,
+                pair_combos: list) -> torch.Tensor:
+    """The flow-matching loss of `mix`'s batch number `step`."""
+    _, images, prompts = format_batch(cfg, mix, step, combos, pair_combos)
     x = to_tensor(np.stack(images))  # (B, 3, H, W)
     with torch.no_grad():
         x0 = pipe.vae.encode(x).latent * pipe.vae.config.scaling_factor  # (B, C, H/4, W/4)
     edges = latent_edge_mask(x, x0.shape[-2:])
-    generator = batch_generator(cfg.seed, STAGE_SEED, step)
-    return flow_matching_loss(pipe, x0, edges, prompts, generator, shift, cfg.shape_edge_weight)
+    generator = batch_generator(cfg.seed, mix.seed, step)
+    return flow_matching_loss(pipe, x0, edges, prompts, generator, shift, mix.shape_edge_weight)
 
 
-def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: float,
+def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: float, mix: Mix,
                   on_progress: ProgressCallback | None = None) -> None:
-    """Stage 4: transformer and text encoder at every format's size with two-object scenes."""
+    """Stage 4 or 5 (`mix`): transformer and text encoder at every format's size with two-object scenes."""
     transformer, text_encoder = pipe.transformer, pipe.text_encoder
     optimizer = torch.optim.AdamW(
         [{"params": list(transformer.parameters())}, {"params": list(text_encoder.parameters())}],
-        lr=cfg.format_lr, weight_decay=0.0)
+        lr=mix.lr, weight_decay=0.0)
     modules = {"transformer": transformer, "text_encoder": text_encoder}
-    loop = StageLoop(state_dir / "stage4", cfg.format_steps, modules, optimizer,
+    loop = StageLoop(state_dir / f"stage{mix.stage}", mix.steps, modules, optimizer,
                      checkpoint_every=cfg.checkpoint_every, split=True)
     if loop.done:
         return
@@ -83,10 +110,10 @@ def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: flo
     text_encoder.train()
 
     def step(index: int) -> float:
-        set_learning_rate(optimizer, cfg.format_lr, index, cfg.format_steps, cfg.warmup)
-        return optimizer_step(optimizer, format_loss(pipe, cfg, index, shift, combos, pair_combos))
+        set_learning_rate(optimizer, mix.lr, index, mix.steps, cfg.warmup)
+        return optimizer_step(optimizer, format_loss(pipe, cfg, mix, index, shift, combos, pair_combos))
 
-    loop.run(step, task="formats", on_progress=on_progress,
+    loop.run(step, task="formats" if mix.stage == 4 else "pairs", on_progress=on_progress,
              on_checkpoint=exporter(pipe, out, transformer, text_encoder))
     transformer.eval()
     text_encoder.eval()
