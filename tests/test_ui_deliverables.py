@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import brand
+from pipeline import brand, styles
 from pipeline.deliverables import DELIVERABLES
 from pipeline.metadata import read_settings
 from pipeline.request import GenerationRequest
@@ -208,7 +208,8 @@ def test_the_panel_is_placed_for_an_engine_that_renders_deliverables(embedded):
 
 def page_handlers(studio, folder: Path) -> StudioHandlers:
     """The page's handlers with stand-ins named 'component NAME' for what Reuse settings writes to."""
-    names = [*CONTROL_NAMES, "format", "status", "deliverables", "custom_sizes", "fit", "style"]
+    names = [*CONTROL_NAMES, "format", "status", "deliverables", "custom_sizes", "fit", "style", "kit",
+             "restored_design"]
     return StudioHandlers(studio, folder, {name: f"component {name}" for name in names})
 
 
@@ -233,6 +234,53 @@ def test_reuse_settings_of_a_deliverable_ticks_it_and_makes_the_same_pixels(hand
                                                values["style"], None, {}, RunControl(), progress=quiet_progress,
                                                **controls))
     assert np.array_equal(np.asarray(Image.open(again[0])), np.asarray(Image.open(files[0])))
+
+
+def test_reuse_settings_of_a_kit_deliverable_keeps_its_colour_statistics(handlers, embedded, tmp_path):
+    reference = tmp_path / "warm.png"
+    Image.new("RGB", (16, 16), (220, 140, 40)).save(reference)
+    kit = brand.Kit("Warm", colour_reference=brand.ColourReference.from_file(reference), style="flat colours")
+    _, _, files, _ = make(handlers, ["medium-rectangle"], kit="Warm", kits={"Warm": kit.to_dict()}, seed=5)
+    reference.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the kit's reference is not asked for again
+        values = restored_values(page_handlers(embedded, tmp_path / "page").reuse_settings(files[0]))
+    assert values["kit"] == "No kit"  # its words are in the stored prompt already
+    assert values["restored_design"] == {"kit": kit.to_dict(), "colour": kit.colour_reference.to_dict()}
+    controls = {name: values[name] for name in DeliverableHandlers.control_names}
+
+    def redraw(restored):
+        return asyncio.run(handlers.make(values["deliverables"], values["custom_sizes"], values["fit"], 1, "",
+                                         values["kit"], {}, RunControl(), progress=quiet_progress,
+                                         restored=restored, **controls))[2][0]
+
+    again = redraw(values["restored_design"])
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(files[0])))
+    assert read_settings(again)["kit"] == read_settings(files[0])["kit"]
+    assert read_settings(again)["prompt"] == read_settings(files[0])["prompt"]  # the style text once
+    # Without the kept statistics the colours differ: they are what made the pixels the same.
+    plain = np.asarray(Image.open(redraw(None)), dtype=int)
+    assert np.abs(plain - np.asarray(Image.open(files[0]), dtype=int)).max() > 20
+    # Reuse of a picture made without a deliverable forgets the kept design.
+    made = updates(page_handlers(embedded, tmp_path / "page").generate(RunControl(), [], **FAST))[-1]
+    assert restored_values(page_handlers(embedded, tmp_path / "page").reuse_settings(
+        made[0][0][0]))["restored_design"] is None
+
+
+def test_deliverables_draw_the_enhanced_prompt_with_the_style_applied_to_it(embedded, tmp_path):
+    page = page_handlers(embedded, tmp_path / "page")
+    panel = DeliverableHandlers(embedded, tmp_path / "out", enhanced=page.enhanced)
+    _, _, typed, _ = make(panel, ["leaderboard"], prompt="a circle", enhanced_prompt=PROMPT)
+    record = read_settings(typed[0])
+    assert (record["prompt"], record["enhanced_prompt"]) == ("a circle", PROMPT)
+    drawn = embedded.deliverable(GenerationRequest(prompt=PROMPT, seed=3, steps=2), "leaderboard")
+    assert np.array_equal(np.asarray(Image.open(typed[0]).convert("RGB")), np.asarray(drawn.image))
+    # Auto-enhance with the box empty: the writer's rewrite of the prompt, in the style's template.
+    _, _, written, _ = make(panel, ["leaderboard"], prompt="a circle", auto_enhance=True, style="cinematic")
+    record = read_settings(written[0])
+    assert record["enhanced_prompt"] == styles.apply("cinematic", embedded.enhance("a circle", seed=3).text, "")[0]
+    assert record["prompt"] == styles.apply("cinematic", "a circle", "")[0]
+    assert record["enhancer"]
 
 
 def test_reuse_settings_redraws_a_colour_reference_after_its_file_is_gone(embedded, tmp_path):

@@ -29,7 +29,7 @@ import gradio as gr
 from pipeline import brand, campaign, deliverables, styles
 from pipeline.deliverables import DELIVERABLES, Deliverable
 from pipeline.metadata import read_settings, stored_deliverable
-from pipeline.request import CANCEL, MAX_SEED, GenerationCancelled, GenerationFailed
+from pipeline.request import CANCEL, MAX_SEED, GenerationCancelled, GenerationFailed, GenerationRequest
 from ui.controls import takes_controls
 from ui.errors import refuse
 from ui.formats import format_for_size
@@ -67,6 +67,9 @@ class DeliverablesPanel:
     kits: gr.State
     made: gr.State
     chosen: gr.State
+    # Reuse settings of a deliverable made with a kit: {"kit": its record, "colour": its colour
+    # statistics or None}, applied as the picture was made while no kit is chosen; else None.
+    restored: gr.State
 
 
 def deliverable_choices() -> list[tuple[str, str]]:
@@ -105,7 +108,7 @@ def build_panel() -> DeliverablesPanel:
         preview = gr.AnnotatedImage(label="Preview", height=360, elem_id="deliverable-preview")
     return DeliverablesPanel(checked, custom, fit, variants, style, kit, kit_file, kit_name, save_kit, saved_kit,
                              campaign_file, make, gallery, archive, safe_zones, preview, gr.State({}), gr.State([]),
-                             gr.State(None))
+                             gr.State(None), gr.State(None))
 
 
 def wire_panel(panel: DeliverablesPanel, handlers: DeliverableHandlers, controls: dict, status: gr.Markdown,
@@ -114,10 +117,11 @@ def wire_panel(panel: DeliverablesPanel, handlers: DeliverableHandlers, controls
     flag (`run_control`). Returns the run events, for the page's Cancel button to stop."""
     quiet = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
     outputs = [panel.gallery, panel.archive, panel.made, status]
-    chosen = [panel.checked, panel.custom, panel.fit, panel.variants, panel.style, panel.kit, panel.kits]
+    chosen = [panel.checked, panel.custom, panel.fit, panel.variants, panel.style, panel.kit, panel.kits,
+              panel.restored]
     make = panel.make.click(handlers.make, inputs_kwargs={
         **{name: component for name, component in controls.items() if name in handlers.control_names},
-        **dict(zip(("checked", "custom", "fit", "variants", "style", "kit", "kits"), chosen)),
+        **dict(zip(("checked", "custom", "fit", "variants", "style", "kit", "kits", "restored"), chosen)),
         "run_control": run_control}, outputs=outputs, api_visibility="private", concurrency_limit=max_batch,
         concurrency_id=queue, show_progress_on=panel.gallery)
     upload = panel.campaign_file.upload(handlers.run_campaign, inputs=[panel.campaign_file, run_control],
@@ -126,6 +130,9 @@ def wire_panel(panel: DeliverablesPanel, handlers: DeliverableHandlers, controls
     for event in (make, upload):
         event.then(handlers.first_preview, inputs=[panel.made, panel.safe_zones], outputs=[panel.preview, panel.chosen],
                    **quiet)
+    # A kit the visitor chooses takes the place of the one a reused picture was made with (a loaded
+    # kit is chosen, and a chosen kit applies instead of `restored`).
+    panel.kit.input(lambda kit: None, inputs=panel.kit, outputs=panel.restored, **quiet)
     panel.kit_file.upload(handlers.load_kit, inputs=[panel.kit_file, panel.kits],
                           outputs=[panel.kits, panel.kit, panel.checked, status], api_visibility="private",
                           queue=False)
@@ -143,31 +150,41 @@ class DeliverableHandlers:
     """The panel's event functions, bound to one studio and the folder its files go to."""
 
     # The generate controls a deliverable run reads; the picture inputs and the size are the panel's own.
-    control_names = ("prompt", "negative_prompt", "seed", "random_seed", "steps", "guidance", "denoise",
-                     "denoise_strength", "color", "color_reference", "color_palette", "color_strength", "upscale",
-                     "upscaler")
+    control_names = ("prompt", "enhanced_prompt", "auto_enhance", "negative_prompt", "seed", "random_seed", "steps",
+                     "guidance", "denoise", "denoise_strength", "color", "color_reference", "color_palette",
+                     "color_strength", "upscale", "upscaler")
 
-    def __init__(self, studio, output_dir: Path, status: Callable[[], str] = str):
-        """`status`: the page's status line (model, device), which the panel's messages follow."""
+    def __init__(self, studio, output_dir: Path, status: Callable[[], str] = str,
+                 enhanced: Callable[[GenerationRequest, dict, Run], GenerationRequest] | None = None):
+        """`status`: the page's status line (model, device), which the panel's messages follow;
+        `enhanced(request, values, run)`: the request as the page draws it (the Enhanced prompt box,
+        or the prompt writer's rewrite with auto-enhance on), before the style and kit apply."""
         self.studio = studio
         self.output_dir = Path(output_dir)
         self.status = status
+        self.enhanced = enhanced
 
     # -- make -----------------------------------------------------------------------------
 
     @takes_controls
     async def make(self, checked: list | None, custom: str | None, fit: str, variants: float, style: str | None,
-                   kit: str | None, kits: dict, run_control: RunControl, progress=gr.Progress(), **values):
+                   kit: str | None, kits: dict, run_control: RunControl, progress=gr.Progress(),
+                   restored: dict | None = None, **values):
         """The prompt x ticked deliverables x variants, each an exact-size PNG, grouped by deliverable,
         and one ZIP of them with the manifest."""
         run = Run(run_control)
-        jobs = self.jobs(values, checked, custom, fit, variants, style, kits.get(kit) if kits else None)
-        return await run.in_thread(self._run, run, jobs, progress)
+        kit_ = kits.get(kit) if kits else None
+        return await run.in_thread(lambda: self._run(
+            run, self.jobs(values, checked, custom, fit, variants, style, kit_, run, restored), progress))
 
     def jobs(self, values: dict[str, Any], checked: list | None, custom: str | None, fit: str, variants: float,
-             style: str | None, kit: dict | None) -> list[campaign.Job]:
+             style: str | None, kit: dict | None, run: Run | None = None,
+             restored: dict | None = None) -> list[campaign.Job]:
         """One job per variant and deliverable (variant k draws with seed + k); a refusal in one
-        sentence for a value that cannot be made."""
+        sentence for a value that cannot be made. The text drawn is the page's (`enhanced`, with
+        `run` to stop the prompt writer), with the style and the kit applied to the prompt and to
+        the enhanced prompt alike. Without a kit, `restored` (the panel's `restored`) gives the kit
+        record and colour statistics of a reused picture, whose prompt already holds the kit's words."""
         try:
             chosen = self.chosen(checked, custom, kit)
             count = whole(variants)
@@ -182,12 +199,20 @@ class DeliverableHandlers:
             text, negative, postprocess, colour = campaign.compose(
                 request.prompt, request.negative_prompt, style or "", kit_, request.postprocess,
                 self.studio.limits.uses_negative_prompt)
+            if kit_ is None and restored:
+                kit_ = None if restored["kit"] is None else brand.Kit.from_dict(restored["kit"])
+                colour = None if restored["colour"] is None else brand.ColourReference.from_dict(restored["colour"])
         except ValueError as error:
             raise refuse(str(error)) from None
+        if self.enhanced is not None and run is not None:
+            request = self.enhanced(request, values, run)
+        enhanced = request.enhanced_prompt
+        if enhanced.strip():
+            enhanced = campaign.compose(enhanced, "", style or "", kit_, request.postprocess)[0]
         jobs = []
         for variant in range(count):
-            drawn = request.replace(prompt=text, negative_prompt=negative, postprocess=postprocess,
-                                    seed=request.seed + variant, **DELIVERABLE_FIELDS)
+            drawn = request.replace(prompt=text, enhanced_prompt=enhanced, negative_prompt=negative,
+                                    postprocess=postprocess, seed=request.seed + variant, **DELIVERABLE_FIELDS)
             for item in chosen:
                 jobs.append(campaign.Job(f"{item.key}-{drawn.seed}.png", 1, item, drawn, fit, colour=colour,
                                          kit=kit_, style=style or "", idea=request.prompt, variant=variant,
@@ -334,11 +359,15 @@ def names_kit_files(path: str) -> bool:
 def restore_deliverable(stored, controls: dict, limits) -> dict:
     """Reuse settings of a deliverable's PNG (`metadata.stored_deliverable`): the model's own size in
     the format box, and, where the page has the panel, the deliverable ticked (a custom size typed)
-    with its fit. The style stays empty: the stored prompt already holds the style's words."""
+    with its fit. The style stays empty and no kit is chosen: the stored prompt already holds their
+    words; the kit's record and colour statistics are kept for the panel to apply (`restored`)."""
     item = stored.deliverable
     updates = {controls["format"]: format_for_size(limits.default_width, limits.default_height, limits)}
+    kept = None if stored.kit is None and stored.colour is None else {
+        "kit": stored.kit, "colour": None if stored.colour is None else stored.colour.to_dict()}
     values = {"deliverables": [item.key] if item.key in DELIVERABLES else [],
-              "custom_sizes": "" if item.key in DELIVERABLES else item.key, "fit": stored.fit, "style": ""}
+              "custom_sizes": "" if item.key in DELIVERABLES else item.key, "fit": stored.fit, "style": "",
+              "kit": NO_KIT, "restored_design": kept}
     updates.update({controls[name]: value for name, value in values.items() if name in controls})
     return updates
 

@@ -120,11 +120,11 @@ class StudioHandlers:
         if not run.wanted:
             raise refuse("cancelled before it started; no image was produced")
         request = self._request(values) if variation is None else self._variation(values, *variation)
-        request = self._enhanced(request, values, run)
+        request = self.enhanced(request, values, run)
         result = self._run(request, run, progress, on_preview)
         return self._present(request, result, history)
 
-    def _enhanced(self, request: GenerationRequest, values: dict[str, Any], run: Run) -> GenerationRequest:
+    def enhanced(self, request: GenerationRequest, values: dict[str, Any], run: Run) -> GenerationRequest:
         """The request as it is drawn: with auto-enhance on and no enhanced prompt, the prompt writer's
         rewrite first (a failure is a warning, and the prompt is drawn as typed); an enhanced prompt
         this studio's writer wrote records the writer. The words the embedded model does not know are
@@ -371,6 +371,8 @@ class StudioHandlers:
         updates[self.controls[AUTO_ENHANCE]] = False
         if stored is None:
             updates[self.controls["format"]] = format_for_size(request.width, request.height, self.studio.limits)
+            if "restored_design" in self.controls:
+                updates[self.controls["restored_design"]] = None
         else:
             # A deliverable's record leaves the size to its deliverable, which the panel ticks.
             updates.update(restore_deliverable(stored, self.controls, self.studio.limits))

@@ -102,10 +102,12 @@ class Page:
     @property
     def restorable(self) -> dict[str, gr.components.Component]:
         """What Reuse settings writes to, by name: the controls, the format and the status line (and the
-        Deliverables panel's choice of deliverables, when the page has it)."""
+        Deliverables panel's choice of deliverables, its kit and the design a reused deliverable was
+        made with, when the page has it)."""
         panel = {} if self.deliverables is None else {
             "deliverables": self.deliverables.checked, "custom_sizes": self.deliverables.custom,
-            "fit": self.deliverables.fit, "style": self.deliverables.style}
+            "fit": self.deliverables.fit, "style": self.deliverables.style, "kit": self.deliverables.kit,
+            "restored_design": self.deliverables.restored}
         return {**self.controls, "format": self.image_format, "status": self.status, **panel}
 
 
@@ -273,7 +275,8 @@ def wire(demo: gr.Blocks, page: Page, handlers: StudioHandlers, max_batch: int) 
     gr.on(triggers=[controls["prompt"].input, page.examples.click], fn=None, outputs=controls[ENHANCED_PROMPT],
           js="() => ''", **quiet)
     panel_events = [] if page.deliverables is None else wire_panel(
-        page.deliverables, DeliverableHandlers(handlers.studio, handlers.output_dir, handlers.status), controls, page.status,
+        page.deliverables, DeliverableHandlers(handlers.studio, handlers.output_dir, handlers.status,
+                                              handlers.enhanced), controls, page.status,
         page.run_control, DEVICE_QUEUE, max_batch)
     page.cancel.click(handlers.cancel, inputs=page.run_control, outputs=page.status,
                       cancels=[generate_event, *vary_events, *panel_events], api_name="cancel", queue=False).then(
