@@ -398,8 +398,8 @@ class Studio:
         last_step_at = [0.0]
         tracker = None
         if on_preview is not None and previews.supports_previews(pipe):
-            tracker = previews.PreviewTracker(pipe.scheduler, self.preview_decoder, request.width, request.height,
-                                              on_preview)
+            tracker = previews.PreviewTracker(pipe, self.preview_decoder, request.width, request.height, on_preview,
+                                              generators)
 
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
             if on_step is not None and on_step(step + 1, total) == CANCEL:
@@ -460,8 +460,7 @@ class Studio:
         """What turns a step's predicted latents into pictures: the model's decoder if it is small,
         else a latent-to-RGB projection fitted to it (`pipeline.previews`)."""
         if self._preview_decoder is None:
-            convention = image_modes.CONVENTIONS.get(self.family.pipeline_class)
-            self._preview_decoder = previews.PreviewDecoder(self.pipe.vae, shift=convention is not None and convention.shift)
+            self._preview_decoder = previews.PreviewDecoder(self.pipe.vae)
         return self._preview_decoder
 
     @property
