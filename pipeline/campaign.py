@@ -213,6 +213,7 @@ def run(studio, jobs: list[Job], out: str | Path, *, on_file: FileCallback | Non
         on_step: StepCallback | None = None) -> tuple[list[dict], list[RowError]]:
     """Render and save every job into `out`; (manifest rows of the files written, errors by line).
 
+    `studio`: a `Studio`, or any engine with its `deliverable` method (`serving.client.RayStudio`).
     A job that fails (a value the model refuses, a failed generation) is reported by its line and
     the others still run. Key visuals are shared by the deliverables of one prompt and seed.
     """
@@ -224,8 +225,8 @@ def run(studio, jobs: list[Job], out: str | Path, *, on_file: FileCallback | Non
             keys.clear()  # a new prompt or seed: the last key visuals will not be asked for again
             current = (job.line, job.request)
         try:
-            rendered = deliverables.render(studio, job.request, job.deliverable, fit=job.fit, anchor=job.anchor,
-                                           colour=job.colour, on_step=on_step, keys=keys)
+            rendered = studio.deliverable(job.request, job.deliverable, fit=job.fit, anchor=job.anchor,
+                                          colour=job.colour, on_step=on_step, keys=keys)
         except (ValueError, GenerationFailed) as error:
             failed = RowError(job.line, str(error))
             if failed not in errors:  # a row's bad value fails each of its files alike: say it once

@@ -20,6 +20,7 @@ The same request, deliverable and settings give the same pixels: every step is s
 
     DELIVERABLES                the table, by key; `parse` also takes "WIDTHxHEIGHT"
     plan(size, limits, fit)     the sizes of each step, from the model's `ModelLimits`
+    check(request, deliverable, limits, modes, ...)  render's checks, without a model
     render(studio, request, deliverable, ...) -> Rendered(image, original, settings)
     Deliverable.safe_zones      bands a page may overlay on a preview (never drawn in the file)
 """
@@ -258,12 +259,7 @@ def render(studio: Studio, request: GenerationRequest, deliverable: Deliverable 
     across the deliverables of one prompt and seed. ValueError in one sentence for a request or
     deliverable that cannot be served.
     """
-    deliverable = parse(deliverable)
-    _check_request(request)
-    route = plan(deliverable.size, studio.limits, fit, anchor)
-    if route.canvases and "extend" not in studio.modes:
-        raise ValueError(f"deliverable {deliverable.key} needs extend (outpainting), which this model cannot do; "
-                         "use fit 'crop' instead")
+    deliverable, route = check(request, deliverable, studio.limits, studio.modes, fit, anchor)
     post = studio.postprocess_chain.resolve(request.postprocess)  # a colour reference recorded by its statistics
     inputs = studio.postprocess_chain.prepare(post)
     base = request.replace(postprocess=PostprocessSettings())
@@ -287,6 +283,20 @@ def render(studio: Studio, request: GenerationRequest, deliverable: Deliverable 
                 "postprocess": post.to_dict(), "colour_reference": None if colour is None else colour.to_dict(),
                 "generations": records}
     return Rendered(finished, original, settings)
+
+
+def check(request: GenerationRequest, deliverable: Deliverable | str, limits: ModelLimits, modes: tuple[str, ...],
+          fit: str = "extend", anchor: str = "center") -> tuple[Deliverable, Plan]:
+    """The deliverable and its plan on a model of these limits and modes, as `render` checks them
+    first; ValueError in one sentence for a request or deliverable that cannot be served. It needs
+    no model, so a page that reaches the model in another process refuses a bad value itself."""
+    deliverable = parse(deliverable)
+    _check_request(request)
+    route = plan(deliverable.size, limits, fit, anchor)
+    if route.canvases and "extend" not in modes:
+        raise ValueError(f"deliverable {deliverable.key} needs extend (outpainting), which this model cannot do; "
+                         "use fit 'crop' instead")
+    return deliverable, route
 
 
 def _check_request(request: GenerationRequest) -> None:

@@ -1,10 +1,12 @@
 """The studio on Ray Serve: a real local cluster (two CPUs, 127.0.0.1, no dashboard), the embedded model
 on two replicas. Concurrent requests arrive with the local studio's pixels and settings, batched by
-`@serve.batch`; a replica killed mid-run loses no request silently and is replaced; the page on the
-Ray back end shows progress and cancels one visitor's request only. Every wait is bounded (WAIT_S);
+`@serve.batch`; deliverables and campaigns rendered on a replica have the local studio's files; a
+replica killed mid-run loses no request silently and is replaced; the page on the Ray back end shows
+progress and cancels one visitor's request only. Every wait is bounded (WAIT_S);
 none is a timing assertion."""
 from __future__ import annotations
 
+import csv
 import threading
 from pathlib import Path
 
@@ -12,14 +14,17 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from helpers.pixels import assert_within_one_level, largest_difference
+from helpers.pixels import assert_within_one_level, largest_difference, levels
 from helpers.ray_cluster import local_cluster, replica_descriptions, replicas
 from helpers.servers import QueuedCall, app_process, endpoint_call
 from helpers.waiting import wait_until
+from pipeline import campaign, deliverables
+from pipeline.brand import ColourReference
 from pipeline.metadata import read_settings, request_from_settings, save_png
 from pipeline.postprocess import PostprocessSettings
-from pipeline.request import GenerationFailed, GenerationRequest, GenerationResult
+from pipeline.request import CANCEL, GenerationCancelled, GenerationFailed, GenerationRequest, GenerationResult
 from pipeline.serving.client import REPLICA_LOST, RayStudio
+from pipeline.serving.events import Started, Step
 from pipeline.serving.options import ServeOptions
 from ui.engine import Engine
 
@@ -136,6 +141,107 @@ def test_live_previews_come_from_the_replica_as_the_local_studio_makes_them(depl
     assert largest_difference(result.images[0], expected.images[0]) == 0
     with pytest.raises(ValueError, match="preview_every must be a whole number of steps, at least 1; got 0"):
         deployed.generate(request, on_preview=print, preview_every=0)
+
+
+# A kit's colour statistics and post-processing, which travel to the replica with each deliverable.
+KIT_COLOUR = ColourReference("kit.png", "0" * 64, (0.7, 0.35, 0.2), (0.2, 0.15, 0.1), strength=0.8)
+KIT_POST = PostprocessSettings(denoise=0.3, color="auto", color_strength=0.5)
+
+
+def test_deliverables_from_the_replica_match_the_local_studios(deployed, embedded):
+    request = GenerationRequest(prompt=PROMPTS[0], seed=800, steps=4, postprocess=KIT_POST)
+    remote_keys, local_keys, remote_steps, local_steps = {}, {}, [], []
+    for key, size in (("link", (1200, 628)), ("medium-rectangle", (300, 250))):
+        remote = deployed.deliverable(request, key, colour=KIT_COLOUR, keys=remote_keys,
+                                      on_step=lambda step, total: remote_steps.append((key, step, total)))
+        local = embedded.deliverable(request, key, colour=KIT_COLOUR, keys=local_keys,
+                                     on_step=lambda step, total: local_steps.append((key, step, total)))
+        assert remote.image.size == remote.original.size == size
+        # The replica computes every stage, so its pixels are the local studio's exactly.
+        assert largest_difference(remote.image, local.image) == 0
+        assert largest_difference(remote.original, local.original) == 0
+        assert remote.settings == local.settings
+    # Both share one 64x64 key visual: drawn once, then sent back to the replica for the second.
+    assert list(remote_keys) == list(local_keys) and len(remote_keys) == 1
+    # Each step of the key visual and the extend steps, in order, as the local studio reports them.
+    assert remote_steps == local_steps and remote_steps[:4] == [("link", step, 4) for step in range(1, 5)]
+    assert {key for key, *_ in remote_steps[4:]} == {"link", "medium-rectangle"}
+
+
+def test_a_campaign_through_the_replicas_writes_the_local_files_and_manifest(deployed, embedded, tmp_path):
+    request = GenerationRequest(prompt=PROMPTS[1], seed=810, steps=3, postprocess=KIT_POST)
+    jobs = [campaign.Job(f"{key}-810.png", 2, deliverables.parse(key), request, colour=KIT_COLOUR, idea=PROMPTS[1],
+                         idea_line=2) for key in ("link", "medium-rectangle")]
+    made = []
+    rows, errors = campaign.run(deployed, jobs, tmp_path / "ray", on_file=lambda done, total, path: made.append(path))
+    expected, _ = campaign.run(embedded, jobs, tmp_path / "local")
+    assert errors == [] and rows == expected and made == [tmp_path / "ray" / job.file for job in jobs]
+    campaign.write_manifest(rows, tmp_path / "ray" / campaign.MANIFEST_NAME)
+    with open(tmp_path / "ray" / campaign.MANIFEST_NAME, encoding="utf-8", newline="") as file:
+        assert [row["file"] for row in csv.DictReader(file)] == ["link-810.png", "medium-rectangle-810.png"]
+    for job in jobs:
+        assert levels(tmp_path / "ray" / job.file).shape == (job.deliverable.height, job.deliverable.width, 3)
+        assert largest_difference(tmp_path / "ray" / job.file, tmp_path / "local" / job.file) == 0
+        assert read_settings(tmp_path / "ray" / job.file) == read_settings(tmp_path / "local" / job.file)
+
+
+def test_a_cancelled_deliverable_stops_on_the_replica_and_bad_values_stay_here(deployed, embedded, monkeypatch):
+    import ui
+
+    # Four extend steps of 50 denoising steps each: the cancel reaches the replica long before the end.
+    request = GenerationRequest(prompt=PROMPTS[2], seed=820, steps=50)
+    with pytest.raises(GenerationCancelled, match="cancelled after step 3 of 50"):
+        deployed.deliverable(request, "leaderboard", on_step=lambda step, total: CANCEL if step == 3 else None)
+
+    def dropped():
+        return [record for description in replica_descriptions(deployed, 2).values()
+                for record in description.dropped if record[0] == 820]
+
+    # The replica stopped the render at a step of its key visual, long before the last of its four.
+    wait_until(dropped, "the replica to drop the cancelled render", timeout_s=WAIT_S, poll_s=0.5)
+    records = dropped()
+    assert len(records) == 1 and records[0][1] < 50 and records[0][2] == 50, records
+
+    monkeypatch.setattr(deployed, "handle", Unreachable())
+    for bad, options in ((request, {"fit": "stretch"}), (request.replace(width=64), {}),
+                         (request, {"anchor": "middle"}), (request.replace(num_images=2), {})):
+        with pytest.raises(ValueError) as local:
+            embedded.deliverable(bad, "square", **options)
+        with pytest.raises(ValueError) as remote:
+            deployed.deliverable(bad, "square", **options)
+        assert str(remote.value) == str(local.value)
+    # The page offers its Deliverables panel on this back end too.
+    assert "make-deliverables" in {block.elem_id for block in ui.build_demo(deployed).blocks.values()}
+
+
+class LostReplica:
+    """A deployment handle whose replica dies after `steps` steps of a streamed deliverable."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def options(self, stream: bool):
+        return self
+
+    @property
+    def deliverable(self):
+        return self
+
+    def remote(self, *arguments):
+        import ray
+
+        yield Started("replica")
+        for step in range(1, self.steps + 1):
+            yield Step(step, 4)
+        raise ray.exceptions.ActorDiedError()
+
+
+def test_a_deliverable_whose_replica_stops_fails_in_one_sentence(deployed, monkeypatch):
+    steps = []
+    monkeypatch.setattr(deployed, "handle", LostReplica(2))
+    with pytest.raises(GenerationFailed) as failed:
+        deployed.deliverable(GenerationRequest(prompt=PROMPTS[0]), "square", on_step=lambda *step: steps.append(step))
+    assert str(failed.value) == REPLICA_LOST and steps == [(1, 4), (2, 4)]
 
 
 def test_a_killed_replica_loses_no_request_silently_and_is_replaced(deployed):

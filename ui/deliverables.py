@@ -13,7 +13,8 @@ negative prompt, palette and ticked deliverables as a kit file. "Show safe zones
 result's safe zones over its preview in the browser (an annotated image); the file never carries them.
 
 The panel is shown for an engine that renders deliverables (`deliverable(...)`, as
-`pipeline.studio.Studio` has); its handlers keep nothing per visitor but the files they write.
+`pipeline.studio.Studio` and `pipeline.serving.client.RayStudio` have); its handlers keep nothing
+per visitor but the files they write.
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ or None) and `vocabulary_notice(text)` (a sentence naming the words the model do
 None); the page shows its Enhance button and auto-enhance box only then.
 
 An engine that renders deliverables also has `deliverable(request, deliverable, **options)` ->
-`pipeline.deliverables.Rendered` and the `postprocess_chain` that `pipeline.campaign.run` uses; the
-page shows its Deliverables panel only then.
+`pipeline.deliverables.Rendered`, which `pipeline.campaign.run` calls (`Studio` and
+`serving.client.RayStudio` have it); the page shows its Deliverables panel only then.
 """
 from __future__ import annotations
 

@@ -10,6 +10,13 @@ the replica keeps streaming. When a caller cancels its Serve request, that reque
 the next step; the batch stops early only when every request in it was dropped. One request's
 failure never fails the others of its batch: a group that fails as a whole is served again one
 request at a time.
+
+A deliverable (`StudioDeployment.deliverable`) is rendered whole on the replica, as the local studio
+renders it (`Studio.deliverable`: key visual, extend steps, post-processing, exact size), in a worker
+thread: its generations go through the studio's own device queue, a `Step` per denoising step of
+each, then `Delivered`. The key visuals a caller already holds come with the request and the new
+ones go back with the result, so every deliverable of one prompt and seed extends the same key
+visual whichever replica serves it.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from ray import serve
 from pipeline.batching import batch_key, fan_out_previews
 from pipeline.request import (CANCEL, BatchPartlyFailed, GenerationCancelled, GenerationRequest, GenerationResult,
                               ModelLimits)
-from pipeline.serving.events import Done, Failed, Preview, Started, Step
+from pipeline.serving.events import Delivered, Done, Failed, Preview, Started, Step
 from pipeline.serving.options import DEPLOYMENT_NAME
 
 # The first request of an idle replica waits this long for company before its batch starts
@@ -109,6 +116,44 @@ class StudioDeployment:
         finally:  # finished, or the caller cancelled: a batch still running drops it at its next step
             ticket.dropped = True
             task.cancel()
+
+    async def deliverable(self, request: GenerationRequest, deliverable, fit: str = "extend", anchor: str = "center",
+                          colour=None, keys: dict | None = None):
+        """Stream one deliverable's events (`Studio.deliverable`'s arguments; `keys`: the key visuals
+        the caller holds): `Started`, a `Step` per step of each of its generations, then `Delivered`
+        with the key visuals it drew, or `Failed`."""
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(request, loop)
+        held = dict(keys or {})
+        known = set(held)
+
+        def on_step(step: int, total: int):
+            if ticket.dropped:  # the caller cancelled or went away: stop at this step
+                ticket.cancelled_at = (step, total)
+                self.dropped.append((request.seed, step, total))
+                return CANCEL
+            ticket.send(Step(step, total))
+            return None
+
+        def render() -> None:
+            try:
+                rendered = self.studio.deliverable(request, deliverable, fit=fit, anchor=anchor, colour=colour,
+                                                   on_step=on_step, keys=held)
+            except Exception as error:  # noqa: BLE001 - sent to the caller in the engine's words
+                ticket.send(Failed.of(error))
+                return
+            ticket.send(Delivered(rendered, {name: key for name, key in held.items() if name not in known}))
+
+        loop.run_in_executor(None, render)  # its end is the event it sends
+        try:
+            yield Started(self.replica)
+            while True:
+                event = await ticket.events.get()
+                yield event
+                if isinstance(event, (Delivered, Failed)):
+                    return
+        finally:  # finished, or the caller cancelled: the render stops at its next step
+            ticket.dropped = True
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=BATCH_WAIT_S)
     async def _batched(self, tickets: list[_Ticket]) -> list[None]:

@@ -1,4 +1,5 @@
 """What a replica streams back for one request: steps (and previews), then its result or its failure.
+A deliverable's request ends with `Delivered` instead of `Done`.
 
 Plain frozen dataclasses, pickled by Ray between the replica and the page's process. An error
 travels as its kind and sentence, not as the exception object, so that the page raises the same
@@ -7,8 +8,12 @@ exception type with the same sentence the local studio would (`Failed.exception`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.request import GenerationCancelled, GenerationFailed, GenerationResult
+
+if TYPE_CHECKING:
+    from pipeline.deliverables import Rendered
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,15 @@ class Done:
     result: GenerationResult
     batch_size: int
     group_size: int
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The deliverable exactly as the replica's studio rendered it, and the key visuals it drew for
+    it (`deliverables.render`'s `keys`, by their request), for the caller to hand to the next one."""
+
+    rendered: Rendered
+    keys: dict
 
 
 @dataclass(frozen=True)
