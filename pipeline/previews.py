@@ -38,13 +38,15 @@ The decoder's latents become a picture in one of two ways (`PreviewDecoder`):
 - "decoder", for a decoder of at most `CHEAP_DECODER_PARAMETERS` (the embedded model's has about
   0.7 M): the model's own decoder, on the latents averaged to half their side (a quarter of the
   decoder's work), the picture enlarged to full size; within about 5 levels of 255 of the result
-  on the embedded model, where the projection is 20 to 40 levels off in colour;
+  on the embedded model, where the projection is 20 to 40 levels off in colour. It costs about a
+  quarter of one of that model's steps, so by default it previews every second step (`EVERY`);
 - "projection", for larger decoders (the hub families'): a linear map from latent channels to RGB
   (one 3 x C matrix and a bias per loaded model) at the decoder's latents' resolution (for FLUX.2,
-  that of the unpatchified latents, a quarter of a token), enlarged to the picture's size. The map is fitted when the first preview is asked for, by least squares from the
-  latents the model's own encoder gives seeded pictures (fields of random colours, smooth and flat)
-  to those pictures' colours averaged over each latent pixel's patch; so it needs no table of
-  numbers per family and fits any checkpoint. It costs one small matrix product a step.
+  that of the unpatchified latents, a quarter of a token), enlarged to the picture's size. The map
+  is fitted when the first preview is asked for, by least squares from the latents the model's
+  own encoder gives seeded pictures (fields of random colours, smooth and flat) to those pictures'
+  colours averaged over each latent pixel's patch; so it needs no table of numbers per family and
+  fits any checkpoint. It costs one small matrix product a step, and previews every step.
 
 Making previews reads the latents (and copies of the generators) and never changes them, so the
 final pixels are the same with previews on or off.
@@ -68,6 +70,11 @@ BatchPreviewCallback = Callable[[int, int, Callable[[], list[Image.Image]]], obj
 METHODS = ("projection", "decoder")
 # A decoder of at most this many parameters makes the previews; a larger one is replaced by a projection.
 CHEAP_DECODER_PARAMETERS = 5_000_000
+# Steps between previews when the caller names none (`PreviewDecoder.every`). The embedded model's
+# decoder, even at half size, costs about a quarter of one of its steps, so it previews every second
+# step, which keeps previews within 10 % of a run (`python -m pipeline bench`); a projection is one
+# small matrix product, so it previews every step.
+EVERY = {"decoder": 2, "projection": 1}
 FLOW, TRIGFLOW = "FlowMatchEulerDiscreteScheduler", "SCMScheduler"
 # Decoders of video latents (B, C, frames, h, w); a picture is one frame.
 VIDEO_DECODERS = ("AutoencoderKLQwenImage",)
@@ -161,6 +168,7 @@ class PreviewDecoder:
         if method not in METHODS:
             raise ValueError(f"method must be 'projection' or 'decoder', got {method!r}")
         self.vae, self.method = vae, method
+        self.every = EVERY[method]  # steps between previews by default
         self.video = type(vae).__name__ in VIDEO_DECODERS
         self._projection: tuple[torch.Tensor, torch.Tensor] | None = None  # (3, C) matrix, (3,) bias
 

@@ -250,19 +250,28 @@ class Studio:
         """Whether `generate` can show live previews for this model (`pipeline.previews`)."""
         return previews.supports_previews(self.pipe)
 
+    @property
+    def preview_every(self) -> int:
+        """Steps between live previews when a caller names none: every second step where the model's
+        own decoder makes them, every step for a projection (`previews.PreviewDecoder`)."""
+        return self.preview_decoder.every if self.previews else 1
+
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None, *,
-                 on_preview: previews.PreviewCallback | None = None, preview_every: int = 1) -> GenerationResult:
+                 on_preview: previews.PreviewCallback | None = None,
+                 preview_every: int | None = None) -> GenerationResult:
         """Run every stage; raises ValueError (bad request), GenerationCancelled or GenerationFailed.
 
         `on_step(step, total)` after each step (CANCEL from it stops the run); `on_preview(step, total,
-        pictures)`, if given, after every `preview_every`-th step but the first and the last, with this
-        request's pictures as the step predicts them, for a model with `previews`. Previews change
-        no pixel of the result.
+        pictures)`, if given, after every `preview_every`-th step (by default the model's own
+        `preview_every`) but the first and the last, with this request's pictures as the step
+        predicts them, for a model with `previews`. Previews change no pixel of the result.
 
         Safe to call from many threads at once (the web app does): a request that finds the device
         busy waits, and compatible requests that waited together are then served as one batch
         (`pipeline.batching`), each with its own progress, cancellation and errors.
         """
+        if preview_every is None:
+            preview_every = self.preview_every
         previews.check_every(preview_every)
         request, _ = self.validate(request)  # a bad value or missing file fails before the queue
         if on_preview is None or not self.previews:

@@ -54,7 +54,7 @@ def count_decodes(studio: Studio, monkeypatch) -> list:
 
 def test_previews_come_after_every_step_but_the_first_and_last(sana):
     collected = Collected()
-    sana.generate(request(steps=5, num_images=2), on_preview=collected)
+    sana.generate(request(steps=5, num_images=2), on_preview=collected, preview_every=1)
     assert collected.steps == [2, 3, 4] == previews.preview_steps(5)
     for step, total, pictures in collected.calls:
         assert total == 5
@@ -68,6 +68,16 @@ def test_previews_every_k_steps(sana):
     assert collected.steps == [3, 6] == previews.preview_steps(7, 3)
 
 
+def test_a_small_decoder_previews_every_second_step_and_a_projection_every_step(sana, embedded):
+    # The decoder's previews cost a share of a step (`python -m pipeline bench`); a projection's do not.
+    assert (sana.preview_decoder.method, sana.preview_every) == ("decoder", 2)
+    assert (embedded.preview_decoder.method, embedded.preview_every) == ("decoder", 2)
+    assert previews.PreviewDecoder(sana.pipe.vae, method="projection").every == 1
+    collected = Collected()
+    embedded.generate(GenerationRequest(prompt="a red circle", seed=1), on_preview=collected)
+    assert collected.steps == [2, 4, 6]  # of the embedded preset's 8 steps
+
+
 @pytest.mark.parametrize("every", [0, -1, 1.5, True])
 def test_a_bad_preview_interval_is_refused(sana, every):
     with pytest.raises(ValueError, match=rf"^preview_every must be a whole number of steps, at least 1; got {every!r}$"):
@@ -78,7 +88,7 @@ def test_final_pixels_are_the_same_with_previews_on_and_off(embedded):
     item = GenerationRequest(prompt="a large red circle on the left, blue background", seed=3, steps=6)
     off = embedded.generate(item)
     collected = Collected()
-    on = embedded.generate(item, on_preview=collected)
+    on = embedded.generate(item, on_preview=collected, preview_every=1)
     assert collected.steps == [2, 3, 4, 5]
     assert np.array_equal(pixels(on.images[0]), pixels(off.images[0]))
 
@@ -92,7 +102,7 @@ def test_previews_off_run_no_extra_decoder_call(tiny_folder, monkeypatch):
     studio.generate(request(steps=5))
     assert (calls, made) == ([1], [])  # the final decode only
     calls.clear()
-    studio.generate(request(steps=5), on_preview=Collected())
+    studio.generate(request(steps=5), on_preview=Collected(), preview_every=1)
     # Steps 2, 3 and 4 each project their (B, C, h, w) latents; the decoder runs for the result only.
     assert calls == [1] and made == [(1, 4, 16, 16)] * 3
 
@@ -102,7 +112,7 @@ def test_the_decoder_method_decodes_each_preview(sana, monkeypatch):
     calls = count_decodes(sana, monkeypatch)
     collected = Collected()
     try:
-        sana.generate(request(steps=5), on_preview=collected)
+        sana.generate(request(steps=5), on_preview=collected, preview_every=1)
     finally:
         sana._preview_decoder = None
     assert calls == [1, 1, 1, 1]  # steps 2, 3 and 4, then the result
@@ -112,7 +122,7 @@ def test_the_decoder_method_decodes_each_preview(sana, monkeypatch):
 def test_the_last_preview_is_close_to_the_result(embedded):
     item = GenerationRequest(prompt="a large red circle on the left, blue background", seed=3, steps=8)
     collected = Collected()
-    result = embedded.generate(item, on_preview=collected)
+    result = embedded.generate(item, on_preview=collected, preview_every=1)
     assert embedded.preview_decoder.method == "decoder"  # a small decoder
     final = pixels(result.images[0])
     errors = [float(np.abs(pixels(pictures[0]) - final).mean()) for _, _, pictures in collected.calls]
@@ -142,7 +152,7 @@ def test_the_fitted_projection_carries_the_colours_of_the_prediction(embedded):
     embedded._preview_decoder = record
     try:
         embedded.generate(GenerationRequest(prompt="a large red circle on the left, blue background", seed=3,
-                                            steps=8), on_preview=Collected())
+                                            steps=8), on_preview=Collected(), preview_every=1)
     finally:
         embedded._preview_decoder = None
     assert len(recorded) == 6
@@ -160,7 +170,7 @@ def test_previews_of_the_families_with_a_shifted_decoder(tiny_studio, name):
     assert studio.previews
     collected = Collected()
     studio.generate(GenerationRequest(prompt="a red circle", seed=1, steps=4, width=32, height=32),
-                    on_preview=collected)
+                    on_preview=collected, preview_every=1)
     assert collected.steps == [2, 3]
     assert [[picture.size for picture in pictures] for _, _, pictures in collected.calls] == [[(32, 32)]] * 2
     # The projection a large decoder of the family would get, fitted through its encoder and decoder.
@@ -178,7 +188,7 @@ def test_a_model_without_previews_runs_without_them(tiny_folder):
     studio.pipe.scheduler = type(scheduler).from_config(scheduler.config, stochastic_sampling=True)
     assert not studio.previews
     collected = Collected()
-    result = studio.generate(request(steps=4), on_preview=collected)
+    result = studio.generate(request(steps=4), on_preview=collected, preview_every=1)
     assert collected.calls == [] and len(result.images) == 1
 
 
@@ -186,7 +196,7 @@ def test_each_request_of_a_batch_gets_its_own_previews(tiny_folder, monkeypatch)
     studio = Studio.load(str(tiny_folder("sana")), device="cpu")
     first, second = request("a red circle", 1, steps=4), request("a blue square", 7, steps=4, num_images=2)
     alone = Collected()
-    studio.generate(second, on_preview=alone)
+    studio.generate(second, on_preview=alone, preview_every=1)
 
     batches, started, run_batch = [], threading.Event(), studio.generate_batch
 
@@ -200,7 +210,8 @@ def test_each_request_of_a_batch_gets_its_own_previews(tiny_folder, monkeypatch)
     monkeypatch.setattr(studio, "generate_batch", held)
     seen = {"a red circle": Collected(), "a blue square": Collected(), "a green triangle": Collected()}
     third = request("a green triangle", 2, steps=4)
-    threads = [threading.Thread(target=studio.generate, args=(item,), kwargs={"on_preview": seen[item.prompt]})
+    threads = [threading.Thread(target=studio.generate, args=(item,),
+                                kwargs={"on_preview": seen[item.prompt], "preview_every": 1})
                for item in (first, second, third)]
     threads[0].start()
     assert started.wait(WAIT_S), "the first request never started"
@@ -246,7 +257,7 @@ def test_previews_of_packed_and_trigflow_families_change_no_pixel(tiny_studio, n
     item = wide_request()
     off = studio.generate(item)
     collected = Collected()
-    on = studio.generate(item, on_preview=collected)
+    on = studio.generate(item, on_preview=collected, preview_every=1)
     assert collected.steps == [2, 3]
     for _, total, pictures in collected.calls:
         assert total == 4 and [picture.size for picture in pictures] == [(64, 32)] * 2
@@ -284,7 +295,7 @@ def decoded_and_ruled(studio, item: GenerationRequest, monkeypatch) -> tuple[tor
     stepped, decoded, decode = record_steps(monkeypatch), [], studio.pipe.vae.decode
     monkeypatch.setattr(studio.pipe.vae, "decode",
                         lambda latents, *args, **kwargs: decoded.append(latents.clone()) or decode(latents, *args, **kwargs))
-    studio.generate(item, on_preview=Collected())
+    studio.generate(item, on_preview=Collected(), preview_every=1)
     assert len(stepped) == item.steps
     final = decoded[-1]  # the pipeline's own decode comes after every step (and preview)
     theirs = final if final.ndim == 4 else final[:, :, 0]  # Qwen-Image decodes one video frame
@@ -339,7 +350,7 @@ def test_each_preview_projects_the_steps_own_clean_prediction(tiny_folder, monke
     studio._preview_decoder = record
     exact = record_clean_predictions(studio.pipe.scheduler, monkeypatch)
     collected = Collected()
-    studio.generate(wide_request(), on_preview=collected)
+    studio.generate(wide_request(), on_preview=collected, preview_every=1)
     assert collected.steps == [2, 3] and len(exact) == 4
     rule = previews.RULES[type(studio.pipe).__name__]
     for (step, _, pictures), latents in zip(collected.calls, given, strict=True):
@@ -368,7 +379,7 @@ def test_previews_of_the_mode_pipelines(tiny_studio, name, mode):
     item = wide_request(init_image=picture, strength=1.0, mask=square_mask((64, 32)) if mode == "inpaint" else None)
     off = studio.generate(item)
     collected = Collected()
-    on = studio.generate(item, on_preview=collected)
+    on = studio.generate(item, on_preview=collected, preview_every=1)
     assert type(studio.mode_pipeline(mode)).__name__ in previews.RULES
     assert collected.steps == [2, 3]
     assert all([picture.size for picture in pictures] == [(64, 32)] * 2 for _, _, pictures in collected.calls)
@@ -393,7 +404,7 @@ def test_previews_of_reference_editing(tiny_studio, monkeypatch, name):
     assert torch.equal(ours, theirs)
     off = studio.generate(item)
     collected = Collected()
-    on = studio.generate(item, on_preview=collected)
+    on = studio.generate(item, on_preview=collected, preview_every=1)
     assert collected.steps == [2, 3]
     assert all([picture.size for picture in pictures] == [(64, 32)] for _, _, pictures in collected.calls)
     assert same_pixels(on, off)

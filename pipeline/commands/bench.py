@@ -10,7 +10,7 @@ Every line is the median of `--repeat` timed runs after one warm-up:
                 text-to-image picture of the prompt, as a ratio to the warm text-to-image line; and the
                 family's own diffusers image-to-image pipeline (built with `from_pipe`, same components)
                 where diffusers has one. A model that refuses image-to-image skips it in one line.
-- live previews: `Studio.generate` with previews every step against none, same run, as a ratio
+- live previews: `Studio.generate` with previews at the model's own interval against none, same run, as a ratio
 - first image:  a fresh `python -m pipeline generate` process, from start to its first saved image
 - peak memory:  this process's peak RSS, and CUDA's peak allocation
 The runs compared with each other take turns (stock, cold, warm, encoding; one by one, batch;

@@ -98,13 +98,15 @@ class RayStudio:
                              f"{', '.join(self.modes)}")
         return request
 
-    def generate(self, request: GenerationRequest, on_step=None, *, on_preview=None, preview_every: int = 1,
+    def generate(self, request: GenerationRequest, on_step=None, *, on_preview=None, preview_every: int | None = None,
                  on_start=None) -> GenerationResult:
         """The request's images from a replica; `on_step(step, total)` after each step, CANCEL from it
         cancels the request; `on_preview(step, total, pictures)` as `Studio.generate` calls it, for a
         model with `previews`; `on_start(replica)` with the Ray actor name of the replica serving it.
         Raises what the local studio raises: ValueError, GenerationCancelled or GenerationFailed (also
         when the replica serving it stops)."""
+        if preview_every is None:
+            preview_every = self.description.preview_every
         # `previews.check_every`'s rule and sentence; that module loads torch, which this process does not need.
         if isinstance(preview_every, bool) or not isinstance(preview_every, int) or preview_every < 1:
             raise ValueError(f"preview_every must be a whole number of steps, at least 1; got {preview_every!r}")

@@ -48,6 +48,7 @@ class Description:
     device: str
     capacity: int  # requests the deployment serves at once: batch size x most replicas
     previews: bool  # whether the model's runs can be previewed (`Studio.previews`)
+    preview_every: int  # steps between previews when the caller names none (`Studio.preview_every`)
     replica: str
     peak_rss_mb: float  # the replica process's peak resident memory, the model loaded
     batch_sizes: tuple[int, ...]  # of this replica's `@serve.batch` calls, in order
@@ -96,7 +97,8 @@ class StudioDeployment:
         studio = self.studio
         return Description(limits=studio.limits, modes=tuple(studio.modes), reference=studio.source.reference,
                            pipeline_class=studio.family.pipeline_class, device=studio.device,
-                           capacity=self.capacity, previews=studio.previews, replica=self.replica,
+                           capacity=self.capacity, previews=studio.previews,
+                           preview_every=studio.preview_every, replica=self.replica,
                            peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                            batch_sizes=tuple(self.batch_sizes), dropped=tuple(self.dropped))
 
