@@ -252,7 +252,7 @@ class Studio:
 
     @property
     def preview_every(self) -> int:
-        """Steps between live previews when a caller names none: every second step where the model's
+        """Steps between live previews when a caller names none: every third step where the model's
         own decoder makes them, every step for a projection (`previews.PreviewDecoder`)."""
         return self.preview_decoder.every if self.previews else 1
 

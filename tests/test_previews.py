@@ -68,14 +68,14 @@ def test_previews_every_k_steps(sana):
     assert collected.steps == [3, 6] == previews.preview_steps(7, 3)
 
 
-def test_a_small_decoder_previews_every_second_step_and_a_projection_every_step(sana, embedded):
+def test_a_small_decoder_previews_every_third_step_and_a_projection_every_step(sana, embedded):
     # The decoder's previews cost a share of a step (`python -m pipeline bench`); a projection's do not.
-    assert (sana.preview_decoder.method, sana.preview_every) == ("decoder", 2)
-    assert (embedded.preview_decoder.method, embedded.preview_every) == ("decoder", 2)
+    assert (sana.preview_decoder.method, sana.preview_every) == ("decoder", 3)
+    assert (embedded.preview_decoder.method, embedded.preview_every) == ("decoder", 3)
     assert previews.PreviewDecoder(sana.pipe.vae, method="projection").every == 1
     collected = Collected()
     embedded.generate(GenerationRequest(prompt="a red circle", seed=1), on_preview=collected)
-    assert collected.steps == [2, 4, 6]  # of the embedded preset's 8 steps
+    assert collected.steps == [3, 6]  # of the embedded preset's 8 steps
 
 
 @pytest.mark.parametrize("every", [0, -1, 1.5, True])
