@@ -179,10 +179,15 @@ def key_size(ratio: float, limits: ModelLimits) -> tuple[int, int]:
     """The model's size nearest in aspect to `ratio` (clamped to MAX_KEY_ASPECT either way), with
     sides multiples of its size multiple and at least MIN_KEY_MULTIPLES of them, and from
     MIN_KEY_AREA of its native pixel count to all of it (and at most its pixel cap). Within the
-    best band of RATIO_BANDS the largest wins; the model's default size when none fits."""
+    best band of RATIO_BANDS the largest wins; the model's default size when none fits. A model
+    trained at one size per format (`ModelLimits.format_sizes`) draws at the one nearest in aspect
+    of those within the same pixel count."""
     multiple = limits.size_multiple
     budget = min(limits.default_width * limits.default_height, limits.max_pixels)
     target = min(max(ratio, 1 / MAX_KEY_ASPECT), MAX_KEY_ASPECT)
+    trained = [size for _, size in limits.format_sizes if budget * MIN_KEY_AREA <= size[0] * size[1] <= budget]
+    if trained:
+        return min(trained, key=lambda size: abs(math.log(size[0] / size[1] / target)))
     shortest = MIN_KEY_MULTIPLES * multiple
     best, best_cost = None, None
     for width in range(shortest, budget // shortest + 1, multiple):

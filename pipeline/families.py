@@ -108,6 +108,10 @@ class Family:
     extra_call_kwargs: Callable[[int], dict[str, Any]] = lambda steps: {}
     # Embeddings whose length varies per prompt -> the mask that hides their padding in a batch.
     masks: dict[str, str] = field(default_factory=dict)
+    # The multiple of width and height the pipeline's own input check asks for, whatever its decoder
+    # and denoiser need (Sana's 32). A request at another size is drawn from latents of its own
+    # shape (given latents set the picture's size) with the call's size rounded up (`Studio`).
+    checked_multiple: int = 1
 
     def is_distilled(self, config) -> bool:
         """Whether a pipeline config (`model_index.json` or `pipe.config`) marks a guidance-distilled checkpoint."""
@@ -131,13 +135,13 @@ FAMILIES: dict[str, Family] = {family.pipeline_class: family for family in (
     # Sana's negative_prompt defaults to "" and may not be passed together with its embeddings.
     Family(name="Sana", pipeline_class="SanaPipeline", encode=_encode_with_negative, guidance_arg="guidance_scale",
            cfg_threshold=1.0, uses_negative_prompt=True, size_multiple=_sana_size_multiple, default_size=1024,
-           steps=Range(1, 100, 20), guidance=Range(1.0, 20.0, 4.5),
+           steps=Range(1, 100, 20), guidance=Range(1.0, 20.0, 4.5), checked_multiple=32,
            extra_call_kwargs=lambda steps: {"use_resolution_binning": False, "negative_prompt": None}),
     # Sprint is timestep-distilled (1-4 steps) with guidance embedded in the denoiser.
     Family(name="Sana-Sprint", pipeline_class="SanaSprintPipeline", encode=_encode_sana_sprint,
            guidance_arg="guidance_scale", cfg_threshold=None, uses_negative_prompt=False,
            size_multiple=_sana_size_multiple, default_size=1024, steps=Range(1, 4, 2), guidance=Range(1.0, 20.0, 4.5),
-           extra_call_kwargs=_sprint_call_kwargs),
+           checked_multiple=32, extra_call_kwargs=_sprint_call_kwargs),
     # diffusers runs Z-Image's CFG for any guidance above 0.
     Family(name="Z-Image", pipeline_class="ZImagePipeline", encode=_encode_z_image, guidance_arg="guidance_scale",
            cfg_threshold=0.0, uses_negative_prompt=True, size_multiple=_patchified_size_multiple, default_size=1024,

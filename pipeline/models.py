@@ -41,11 +41,12 @@ class ModelPreset:
 
 
 def _limits(*, size: int, multiple: int, steps: Range, guidance: Range, uses_guidance: bool = True,
-            uses_negative_prompt: bool = True, max_pixels: int = MAX_PIXELS_LARGE) -> ModelLimits:
+            uses_negative_prompt: bool = True, max_pixels: int = MAX_PIXELS_LARGE,
+            format_sizes: tuple = ()) -> ModelLimits:
     """Limits of a square-native model."""
     return ModelLimits(default_width=size, default_height=size, size_multiple=multiple, max_pixels=max_pixels,
                        steps=steps, guidance=guidance, uses_guidance=uses_guidance,
-                       uses_negative_prompt=uses_negative_prompt)
+                       uses_negative_prompt=uses_negative_prompt, format_sizes=format_sizes)
 
 
 def _hub_presets() -> list[ModelPreset]:
@@ -88,8 +89,10 @@ def _embedded_preset() -> ModelPreset:
 
     return ModelPreset(
         "embedded", "Embedded shapes model (offline, CPU)", str(embedded.MODEL_DIR), "SanaPipeline",
-        _limits(size=embedded.NATIVE_SIZE, multiple=32, steps=Range(*embedded.STEP_RANGE, embedded.DEFAULT_STEPS),
-                guidance=Range(*embedded.GUIDANCE_RANGE, embedded.DEFAULT_GUIDANCE), max_pixels=512 * 512),
+        _limits(size=embedded.NATIVE_SIZE, multiple=embedded.SIZE_MULTIPLE,
+                steps=Range(*embedded.STEP_RANGE, embedded.DEFAULT_STEPS),
+                guidance=Range(*embedded.GUIDANCE_RANGE, embedded.DEFAULT_GUIDANCE), max_pixels=512 * 512,
+                format_sizes=tuple(embedded.FORMAT_SIZES.items())),
         encode_options=dict(embedded.ENCODE_KWARGS))
 
 

@@ -242,6 +242,10 @@ class ModelLimits:
     guidance: Range  # a single point (min == max) for models that take no guidance
     uses_guidance: bool
     uses_negative_prompt: bool
+    # A model trained at one size per format (multi-aspect size buckets) names them by ratio,
+    # (("1:1", (64, 64)), ("16:9", (88, 48)), ...); the page's formats and the deliverables' key
+    # visuals use them as they are. Empty: sizes follow from the multiple and the native size.
+    format_sizes: tuple[tuple[str, tuple[int, int]], ...] = ()
 
     def resolve(self, request: GenerationRequest) -> GenerationRequest:
         """The request with every `None` replaced by this model's default (the canvas size when it

@@ -28,6 +28,7 @@ bad file or failing post-processing fails that request only, never the others of
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -420,10 +421,11 @@ class Studio:
             last_step_at[0] = time.perf_counter()
             return {} if blend is None else {"latents": blended}
 
+        width, height, arguments = self._call_size(pipe, request, arguments, generators)
         try:
             output = pipe(
                 **embeddings, **self.family.call_kwargs(request.steps, request.guidance), **arguments,
-                width=request.width, height=request.height, generator=generators, callback_on_step_end=step_end,
+                width=width, height=height, generator=generators, callback_on_step_end=step_end,
                 output_type="np")
         except _Stop as stop:
             raise GenerationCancelled(stop.step, total) from None
@@ -449,6 +451,26 @@ class Studio:
             return mode_pipe, arguments, image_modes.denoising_steps(request.steps, request.strength), None
         start = image_modes.prepare(self.pipe, self.family, request, fitted, generators, self.dtype)
         return self.pipe, start.call_kwargs(), start.steps, start.blend
+
+    def _call_size(self, pipe: DiffusionPipeline, request: GenerationRequest, arguments: dict,
+                   generators: list[torch.Generator]) -> tuple[int, int, dict]:
+        """(width, height, arguments) of the call: the request's size, or where the pipeline's own check
+        rejects it (`Family.checked_multiple`), that size rounded up with latents of the request's
+        shape, the seeded noise the pipeline would have drawn (given latents set the picture's size)."""
+        multiple = self.family.checked_multiple
+        if not (request.width % multiple or request.height % multiple):
+            return request.width, request.height, arguments
+        if "latents" not in arguments:
+            from diffusers.utils.torch_utils import randn_tensor
+
+            factor = pipe.vae_scale_factor
+            shape = (len(generators), pipe.transformer.config.in_channels, request.height // factor,
+                     request.width // factor)
+            # float32, as Sana's pipelines draw their own.
+            noise = randn_tensor(shape, generator=generators, device=pipe._execution_device, dtype=torch.float32)
+            arguments = {**arguments, "latents": noise}
+        return (math.ceil(request.width / multiple) * multiple, math.ceil(request.height / multiple) * multiple,
+                arguments)
 
     def mode_pipeline(self, mode: str) -> DiffusionPipeline | None:
         """The family's diffusers pipeline for an image mode, built once with `from_pipe` so that it

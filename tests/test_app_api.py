@@ -109,16 +109,16 @@ def test_extend_to_a_format_keeps_the_input_pixels_where_the_canvas_puts_them(cl
     images, _, _, _ = client.predict(prompt=PROMPT, seed=2, init_image=handle_file(picture), extend_to="banner",
                                      extend_anchor="left", api_name="/generate")
     result = Image.open(images[0]["image"])
-    # The 2:1 format of the embedded model.
-    assert (result.format, result.size) == ("PNG", (128, 64))
-    canvas, mask = extend(Image.fromarray(pixels), 128, 64, "left")
+    # The embedded model's 1.91:1 format, 96x48: the 64x64 picture is fitted to the canvas's height.
+    assert (result.format, result.size) == ("PNG", (96, 48))
+    canvas, mask = extend(Image.fromarray(pixels), 96, 48, "left")
     kept = np.asarray(mask) == 0
-    assert kept.sum() == 64 * 64 and kept[:, :64].all()
+    assert kept.sum() == 48 * 48 and kept[:, :48].all()
     result = np.asarray(result.convert("RGB"))
     assert np.array_equal(result[kept], np.asarray(canvas)[kept])  # exactly, with no feather
     assert not np.array_equal(result[~kept], np.asarray(canvas)[~kept])
     settings = read_settings(images[0]["image"])
-    assert (settings["mode"], settings["extend"]) == ("extend", {"width": 128, "height": 64, "anchor": "left"})
+    assert (settings["mode"], settings["extend"]) == ("extend", {"width": 96, "height": 48, "anchor": "left"})
 
 
 def test_a_mask_editor_value_naming_a_server_path_is_refused(app, client):

@@ -327,12 +327,12 @@ def test_train_command_writes_a_model_and_resumes_from_its_checkpoints(tmp_path,
 def test_train_command_rejects_bad_settings_in_one_line(tmp_path, capsys):
     from pipeline.commands import main
 
-    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,6"]) == 2
-    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 5 separated by "
-                                       "commas, such as 1,2,3,4 or 3; got '2,6'\n")
+    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,7"]) == 2
+    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 6 separated by "
+                                       "commas, such as 1,2,3,4 or 3; got '2,7'\n")
     assert main(["train-embedded", "--out", str(tmp_path), "--stages", "3,4", "--init", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == ("error: --init starts stage 4 or 5 from a trained model: use it with "
-                                       "--stages 4, 5 or 4,5, not --stages 3,4\n")
+    assert capsys.readouterr().err == ("error: --init starts stage 4, 5 or 6 from a trained model: use it with "
+                                       "stages from 4 to 6 (such as --stages 5,6), not --stages 3,4\n")
     assert main(["train-embedded", "--out", str(tmp_path), "--stages", "4", "--init", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: --init must be a model folder with a model_index.json; {tmp_path} has none\n"
     assert main(["train-embedded", "--out", str(tmp_path), "--pool-size", "300"]) == 2

@@ -156,7 +156,7 @@ class _Interrupted(Exception):
     pass
 
 
-def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5), stop_at=None):
+def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5, 6), stop_at=None):
     """A few steps of each stage on the real model config; the exported files' bytes."""
     import torch
 
@@ -165,7 +165,8 @@ def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5), stop_at=None):
 
     threads = torch.get_num_threads()
     cfg = TrainConfig(vae_steps=2, steps=2, batch=2, pool_size=256, refine_steps=2, position_warmup_steps=0,
-                      format_steps=4, format_batch=4, pair_steps=4, checkpoint_every=2, threads=1)
+                      format_steps=4, format_batch=4, pair_steps=4, polish_steps=4, checkpoint_every=2,
+                      threads=1)
 
     def progress(event):
         if (event.task, event.step) == stop_at:
@@ -178,18 +179,19 @@ def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5), stop_at=None):
     return {path.relative_to(out).as_posix(): path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
 
 
-def test_stages_4_and_5_from_the_exported_model_and_resumed_end_with_the_same_model(tmp_path):
+def test_stages_4_to_6_from_the_exported_model_and_resumed_end_with_the_same_model(tmp_path):
     straight = _tiny_run(tmp_path / "straight", tmp_path / "straight.state")
     _tiny_run(tmp_path / "base", tmp_path / "base.state", stages=(1, 2, 3))
-    for stop_at in (("formats", 3), ("pairs", 3)):
+    for stop_at in (("formats", 3), ("pairs", 3), ("polish", 3)):
         with pytest.raises(_Interrupted):
-            _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5), stop_at=stop_at)
-    for stage in ("stage4", "stage5"):
+            _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5, 6),
+                      stop_at=stop_at)
+    for stage in ("stage4", "stage5", "stage6"):
         parts = sorted(path.name for path in (tmp_path / "v2.state" / stage).iterdir())
         assert parts == ["optimizer.exp_avg.pt", "optimizer.exp_avg_sq.pt", "optimizer.pt", "progress.pt",
                          "text_encoder.pt", "transformer.pt"]
         assert max(path.stat().st_size for path in (tmp_path / "v2.state" / stage).iterdir()) < 16 * 2**20
-    resumed = _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5))
+    resumed = _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5, 6))
     assert resumed.keys() == straight.keys()
     assert [name for name in straight if straight[name] != resumed[name]] == []
 
@@ -201,16 +203,37 @@ def studio():
     return Studio.load("embedded", device="cpu")
 
 
-def test_pipeline_route_draws_the_studios_pixels_at_any_multiple_of_8(studio):
-    from pipeline.embedded.evaluate_formats import draw, draw_with_pipeline
+def test_the_studio_draws_every_multiple_of_8_from_noise_of_the_pictures_own_shape(studio):
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from pipeline.embedded import CALL_KWARGS
     from pipeline.request import GenerationRequest
 
     prompt = "a large red circle on the left, blue background"
-    request = GenerationRequest(prompt=prompt, negative_prompt="", seed=3, steps=2, guidance=2.0, width=64, height=64)
-    expected = np.asarray(studio.generate(request).images[0])
-    assert np.array_equal(np.asarray(draw_with_pipeline(studio.pipe, prompt, 3, 2, 2.0, (64, 64))), expected)
-    assert np.array_equal(np.asarray(draw(studio, prompt, 3, 2, 2.0, (64, 64))), expected)
-    assert draw(studio, prompt, 3, 2, 2.0, (88, 48)).size == (88, 48)
+
+    def stock(noise_size, call_size):
+        """The stock call at `call_size` with the seeded noise given as latents of `noise_size`."""
+        generators = [torch.Generator("cpu").manual_seed(3)]
+        width, height = noise_size
+        latents = randn_tensor((1, 4, height // 4, width // 4), generator=generators, dtype=torch.float32)
+        with torch.no_grad():
+            return studio.pipe(prompt=prompt, negative_prompt="", num_inference_steps=2, guidance_scale=2.0,
+                               width=call_size[0], height=call_size[1], latents=latents, generator=generators,
+                               output_type="np", **CALL_KWARGS).images[0]
+
+    def drawn(width, height):
+        request = GenerationRequest(prompt=prompt, seed=3, steps=2, guidance=2.0, width=width, height=height)
+        return np.asarray(studio.generate(request).images[0])
+
+    # At 64x64 the given noise is the noise the pipeline draws itself: the same pixels either way.
+    assert np.array_equal(drawn(64, 64), np.rint(stock((64, 64), (64, 64)) * 255).astype(np.uint8))
+    # 88x48 is no multiple of 32, which SanaPipeline's check asks for: the call is 96x64 with 88x48 noise.
+    wide = drawn(88, 48)
+    assert wide.shape == (48, 88, 3)
+    assert np.array_equal(wide, np.rint(stock((88, 48), (96, 64)) * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="^width must be a multiple of 8 for this model, got 90 \\(nearest: 88\\)$"):
+        drawn(90, 48)
 
 
 def test_evaluate_command_scores_formats_and_two_objects(capsys):

@@ -151,7 +151,7 @@ KIT_POST = PostprocessSettings(denoise=0.3, color="auto", color_strength=0.5)
 def test_deliverables_from_the_replica_match_the_local_studios(deployed, embedded):
     request = GenerationRequest(prompt=PROMPTS[0], seed=800, steps=4, postprocess=KIT_POST)
     remote_keys, local_keys, remote_steps, local_steps = {}, {}, [], []
-    for key, size in (("link", (1200, 628)), ("medium-rectangle", (300, 250))):
+    for key, size in (("link", (1200, 628)), ("landscape", (1600, 900))):
         remote = deployed.deliverable(request, key, colour=KIT_COLOUR, keys=remote_keys,
                                       on_step=lambda step, total: remote_steps.append((key, step, total)))
         local = embedded.deliverable(request, key, colour=KIT_COLOUR, keys=local_keys,
@@ -161,11 +161,11 @@ def test_deliverables_from_the_replica_match_the_local_studios(deployed, embedde
         assert largest_difference(remote.image, local.image) == 0
         assert largest_difference(remote.original, local.original) == 0
         assert remote.settings == local.settings
-    # Both share one 64x64 key visual: drawn once, then sent back to the replica for the second.
+    # Both share one 72x48 key visual: drawn once, then sent back to the replica for the second.
     assert list(remote_keys) == list(local_keys) and len(remote_keys) == 1
     # Each step of the key visual and the extend steps, in order, as the local studio reports them.
     assert remote_steps == local_steps and remote_steps[:4] == [("link", step, 4) for step in range(1, 5)]
-    assert {key for key, *_ in remote_steps[4:]} == {"link", "medium-rectangle"}
+    assert {key for key, *_ in remote_steps[4:]} == {"link", "landscape"}
 
 
 def test_a_campaign_through_the_replicas_writes_the_local_files_and_manifest(deployed, embedded, tmp_path):

@@ -159,11 +159,12 @@ def test_every_format_fits_the_model(preset):
 
 def test_embedded_model_sizes_and_labels():
     assert {fmt.key: format_size(fmt, EMBEDDED) for fmt in FORMATS} == {
-        "square": (64, 64), "portrait": (128, 160), "story": (128, 224), "landscape": (224, 128),
-        "banner": (128, 64), "photo": (96, 64), "photo-portrait": (64, 96)}
+        "square": (64, 64), "portrait": (56, 72), "story": (48, 88), "landscape": (88, 48),
+        "banner": (96, 48), "photo": (72, 48), "photo-portrait": (48, 72)}
     assert format_choices(EMBEDDED)[0] == ("Square post 1:1 (64x64)", "square")
     assert format_choices(EMBEDDED)[-1] == ("Custom size", CUSTOM)
     assert format_for_size(64, 128, EMBEDDED) == CUSTOM
+    assert EMBEDDED.size_multiple == 8  # the DC-AE's 4x compression times the patch 2
 
 
 def test_whole_numbers_pass_and_nothing_is_rounded():
@@ -244,15 +245,15 @@ def test_a_run_whose_task_is_cancelled_is_told_to_stop():
 
 def test_reuse_settings_restores_every_control_and_refuses_other_pngs(tmp_path):
     handlers = handlers_for(tmp_path)
-    request = EMBEDDED.resolve(GenerationRequest(prompt="a red circle", seed=9, width=64, height=96, num_images=2))
+    request = EMBEDDED.resolve(GenerationRequest(prompt="a red circle", seed=9, width=48, height=72, num_images=2))
     settings = image_settings(request, 1, model="embedded", revision="r", pipeline="SanaPipeline",
                               scheduler="S", device="cpu", dtype="float32")
-    png = save_png(Image.new("RGB", (64, 96)), settings, tmp_path / "made-here.png")
+    png = save_png(Image.new("RGB", (48, 72)), settings, tmp_path / "made-here.png")
 
     restored = restore(handlers, png)
     assert set(restored) == {*CONTROL_NAMES, "format", "status"}
     assert (restored["prompt"], restored["seed"], restored["num_images"]) == ("a red circle", 9, 2)
-    assert (restored["width"], restored["height"], restored["format"]) == (64, 96, "photo-portrait")
+    assert (restored["width"], restored["height"], restored["format"]) == (48, 72, "photo-portrait")
     assert "image 2 of a batch of 2 (seed 10)" in restored["status"]
     assert restored["status"].endswith("; press Generate")
 

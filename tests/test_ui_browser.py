@@ -23,6 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from helpers.pixels import largest_difference
 from helpers.servers import app_process
+from pipeline.conditioning import extend
 from pipeline.metadata import read_settings, save_png
 from pipeline.postprocess import PostprocessSettings
 from ui.controls import CONTROLS
@@ -135,22 +136,22 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
 
     page.fill("#prompt textarea", PROMPT)
     choose_format(page, "Photo 3:2")
-    expect(page.locator("#width input")).to_have_value("96")
-    expect(page.locator("#height input")).to_have_value("64")
+    expect(page.locator("#width input")).to_have_value("72")
+    expect(page.locator("#height input")).to_have_value("48")
     urls = generate(page)
     progress = page.evaluate("[...window.studioProgress]")
     assert progress and all(re.fullmatch(r"step [1-8] of 8", text) for text in progress), progress
     assert len(urls) == 1
     image, _ = fetch_image(page, urls[0])
-    assert (image.format, image.size) == ("PNG", (96, 64))
+    assert (image.format, image.size) == ("PNG", (72, 48))
     page.screenshot(path=screenshots / "02-photo-3x2.png", full_page=True)
 
     choose_format(page, "Photo portrait 2:3")
-    expect(page.locator("#width input")).to_have_value("64")
-    expect(page.locator("#height input")).to_have_value("96")
+    expect(page.locator("#width input")).to_have_value("48")
+    expect(page.locator("#height input")).to_have_value("72")
     urls = generate(page)
     image, _ = fetch_image(page, urls[0])
-    assert image.size == (64, 96)
+    assert image.size == (48, 72)
     page.screenshot(path=screenshots / "03-photo-2x3.png", full_page=True)
 
     # Download through the gallery's own button, as a visitor would.
@@ -160,7 +161,7 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
     downloaded = tmp_path / "downloaded.png"
     download_info.value.save_as(downloaded)
     settings = read_settings(downloaded)
-    assert (settings["prompt"], settings["width"], settings["height"]) == (PROMPT, 64, 96)
+    assert (settings["prompt"], settings["width"], settings["height"]) == (PROMPT, 48, 72)
 
     # Change everything the PNG will restore, then drop the PNG in.
     page.fill("#prompt textarea", "a small green triangle at the top on a white background")
@@ -170,8 +171,8 @@ def test_generate_change_format_and_reuse_settings(app_url, open_session, screen
     page.set_input_files("#reuse-file input[type=file]", downloaded)
     expect(page.locator("#status")).to_contain_text("settings restored from seed", timeout=30_000)
     expect(page.locator("#prompt textarea")).to_have_value(PROMPT)
-    expect(page.locator("#width input")).to_have_value("64")
-    expect(page.locator("#height input")).to_have_value("96")
+    expect(page.locator("#width input")).to_have_value("48")
+    expect(page.locator("#height input")).to_have_value("72")
     expect(page.locator("#seed input[type=number]")).to_have_value(str(settings["seed"]))
     page.screenshot(path=screenshots / "04-settings-restored.png", full_page=True)
 
@@ -225,7 +226,7 @@ def test_cancel_stops_the_run_and_the_next_one_works(app_url, open_session, scre
     page.fill("#steps input[type=number]", "2")
     page.press("#steps input[type=number]", "Tab")
     urls = generate(page)
-    assert fetch_image(page, urls[0])[0].size == (128, 224)
+    assert fetch_image(page, urls[0])[0].size == (48, 88)
 
 
 def history_captions(page) -> list[str]:
@@ -357,18 +358,19 @@ def test_extend_a_picture_to_a_format(app_url, open_session, screenshots, tmp_pa
     page.click("#extend-to input")
     page.get_by_role("option", name=re.compile(r"^Link \W ad banner")).click()
     # The size follows the canvas the picture is extended to.
-    expect(page.locator("#width input")).to_have_value("128")
-    expect(page.locator("#height input")).to_have_value("64")
+    expect(page.locator("#width input")).to_have_value("96")
+    expect(page.locator("#height input")).to_have_value("48")
     expect(page.locator("#format input")).to_have_value(re.compile(r"^Link / ad banner"))
     urls = generate(page)
     page.screenshot(path=screenshots / "12-extended.png", full_page=True)
     extended, body = fetch_image(page, urls[0])
-    assert extended.size == (128, 64)
+    assert extended.size == (96, 48)
     result = np.asarray(extended.convert("RGB"))
-    assert np.array_equal(result[:, 32:96], pixels)  # centred, every pixel of the picture exactly
+    # Centred and fitted to the canvas's height, every pixel of the fitted picture exactly.
+    assert np.array_equal(result[:, 24:72], np.asarray(extend(Image.fromarray(pixels), 96, 48, "center")[0])[:, 24:72])
     made = tmp_path / "extended.png"
     made.write_bytes(body)
-    assert read_settings(made)["extend"] == {"width": 128, "height": 64, "anchor": "center"}
+    assert read_settings(made)["extend"] == {"width": 96, "height": 48, "anchor": "center"}
 
 
 def seen_previews(page) -> list[str]:

@@ -53,7 +53,7 @@ FORMATS_BY_KEY = {fmt.key: fmt for fmt in FORMATS}
 
 def format_size(fmt: Format, limits) -> tuple[int, int]:
     """(width, height) of `fmt` for a model with these `ModelLimits`."""
-    trained = dict(getattr(limits, "format_sizes", None) or ())
+    trained = dict(limits.format_sizes)
     if fmt.ratio_label in trained:
         width, height = trained[fmt.ratio_label]
         return width, height

@@ -1,18 +1,21 @@
 """`python -m pipeline train-embedded --out DIR`: train the embedded model from scratch.
 
-Five stages: the autoencoder, then the denoiser with the text encoder, then a longer refinement
+Six stages: the autoencoder, then the denoiser with the text encoder, then a longer refinement
 of the decoder (pipeline/embedded/train.py says what each does and why), then the denoiser and
 text encoder again at every format's size with two-object scenes, then once more with more
-two-object scenes for attribute binding (stages 4 and 5: train_formats.py). Each stage checkpoints
-to the state folder (--state, default DIR.state) and resumes from it: run the same command again
-after an interruption and it repeats exactly the batches an uninterrupted run would have seen.
-The model is exported to DIR in diffusers format as the stages go.
+two-object scenes for attribute binding, then a polish at a lower learning rate (stages 4-6:
+train_formats.py). Each stage checkpoints to the state folder (--state, default DIR.state) and
+resumes from it: run the same command again after an interruption and it repeats exactly the
+batches an uninterrupted run would have seen. The model is exported to DIR in diffusers format
+as the stages go.
 
 Stage 3 depends on stage 1 only, so it may run in a second process beside stage 2 with
-`--stages 1,3`; the run with stage 2 exports the finished model. The default, stages 1-3, makes
-the shipped model; stages 4 and 5 are under trial (TRAINING.md) and run when named. `--stages 4
---init FOLDER` runs stage 4 alone from a folder that stages 1-3 exported (such as the model of a
-run with `--stages 1,2,3`), `--stages 5 --init FOLDER` stage 5 from a folder stage 4 exported. On a CPU shared with other busy processes, `--threads 1` is much faster than 2.
+`--stages 1,3`; the run with stage 2 exports the finished model. The default, stages 1-5, makes
+the shipped model; stage 6 is under trial (TRAINING.md) and runs when named. `--init FOLDER`
+starts the later stages from a folder the earlier ones exported: `--stages 4,5 --init FOLDER`
+from a model of `--stages 1,2,3`, `--stages 6 --init FOLDER` from one of stages 1-5; the same
+weights as one run of all of them. On a CPU shared with other busy processes, `--threads 1` is
+much faster than 2.
 When stderr is not a terminal, progress is printed as plain lines instead of bars.
 """
 from __future__ import annotations
@@ -69,11 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"stage 5 peak learning rate (default {defaults.pair_lr:g})")
     parser.add_argument("--pair-shape-edge-weight", type=float, default=defaults.pair_shape_edge_weight,
                         help=f"stage 5's shape-edge loss weight (default {defaults.pair_shape_edge_weight:g})")
-    parser.add_argument("--stages", default="1,2,3",
-                        help="which stages to run, e.g. 1,3 or 1,2,3,4 (stage 1 always runs or is read back; "
-                             "default 1,2,3: the shipped model; stages 4 and 5 are still under trial)")
+    parser.add_argument("--stages", default="1,2,3,4,5",
+                        help="which stages to run, e.g. 1,3 or 1,2,3,4,5 (stage 1 always runs or is read back; "
+                             "default 1,2,3,4,5: the shipped model; stage 6 is still under trial)")
     parser.add_argument("--init", type=Path,
-                        help="with --stages 4 (or 5): the model folder stages 1-3 (or 4) exported, to start from")
+                        help="with stages from 4 to 6: the model folder the stages before them exported, to "
+                             "start from")
     parser.add_argument("--threads", type=int, default=defaults.threads,
                         help=f"torch CPU threads; 1 on a busy shared CPU (default {defaults.threads})")
 
@@ -84,7 +88,7 @@ def _stages(text: str) -> set[int]:
     except ValueError:
         stages = set()
     if not stages or not stages <= set(STAGES):
-        raise ValueError(f"--stages must be stage numbers from 1 to 5 separated by commas, such as 1,2,3,4 "
+        raise ValueError(f"--stages must be stage numbers from 1 to 6 separated by commas, such as 1,2,3,4 "
                          f"or 3; got {text!r}")
     return stages
 
@@ -145,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
             format_steps=args.format_steps, format_lr=args.format_lr, pair_steps=args.pair_steps,
             pair_lr=args.pair_lr, pair_shape_edge_weight=args.pair_shape_edge_weight,
         )
-        if args.init is not None and not stages <= {4, 5}:
-            raise ValueError(f"--init starts stage 4 or 5 from a trained model: use it with --stages 4, 5 or "
-                             f"4,5, not --stages {args.stages}")
+        if args.init is not None and not stages <= {4, 5, 6}:
+            raise ValueError(f"--init starts stage 4, 5 or 6 from a trained model: use it with stages from 4 "
+                             f"to 6 (such as --stages 5,6), not --stages {args.stages}")
         if args.init is not None and not (args.init / "model_index.json").is_file():
             raise ValueError(f"--init must be a model folder with a model_index.json; {args.init} has none")
     except ValueError as error:

@@ -6,23 +6,19 @@ evaluation per format, against the square format's own figures. `score_pairs` ge
 held-out two-object prompts (`pairs.pair_evaluation_set`) and scores each object's colour, shape,
 side and size (`checker.check_pair`), for all prompts and for unseen combinations apart.
 
-Pictures come from `draw`: the studio's own call where its limits allow the size, otherwise the
-same stock pipeline call the studio makes, with the seeded CPU noise given as `latents` of the
-picture's shape and a height and width rounded up to the multiple of 32 that
-`SanaPipeline.check_inputs` asks for (given latents fix the picture's size; binning is off).
+Pictures come from `draw`: the studio's own call, at each format's size (the embedded preset's
+size multiple is 8).
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import CALL_KWARGS, FORMAT_SIZES, NATIVE_SIZE, data, pairs
+from . import FORMAT_SIZES, NATIVE_SIZE, data, pairs
 from .checker import PAIR_ATTRIBUTES, PAIR_BINDING, check, check_pair
 from .evaluate import COLUMNS, THRESHOLDS, Scored, accuracy
 
-CHECK_MULTIPLE = 32  # SanaPipeline.check_inputs wants height and width divisible by this
 FORMAT_MARGIN = 5  # points of "all five" a format may be below the square format
 SQUARE_ALL_THRESHOLD = 85  # the square format's "all five", as the shipped model's
 PAIR_BOTH_THRESHOLD = 70  # percent of two-object pictures with both objects right
@@ -34,32 +30,9 @@ def draw(studio, prompt: str, seed: int, steps: int, guidance: float, size: tupl
     from pipeline.request import GenerationRequest
 
     width, height = size
-    multiple = studio.limits.size_multiple
-    if width % multiple == 0 and height % multiple == 0:
-        request = GenerationRequest(prompt=prompt, negative_prompt="", seed=seed, steps=steps,
-                                    guidance=guidance, width=width, height=height, num_images=1)
-        return studio.generate(request).images[0]
-    return draw_with_pipeline(studio.pipe, prompt, seed, steps, guidance, size)
-
-
-def draw_with_pipeline(pipe, prompt: str, seed: int, steps: int, guidance: float, size: tuple[int, int]):
-    """The studio's text-to-image call on the stock `pipe` at any `size` that is a multiple of 8."""
-    import torch
-    from diffusers.utils.torch_utils import randn_tensor
-
-    width, height = size
-    generators = [torch.Generator("cpu").manual_seed(seed)]
-    factor = pipe.vae_scale_factor
-    shape = (1, pipe.transformer.config.in_channels, height // factor, width // factor)
-    latents = randn_tensor(shape, generator=generators, dtype=pipe.transformer.dtype)
-    with torch.no_grad():
-        return pipe(prompt=prompt, negative_prompt="", num_inference_steps=steps, guidance_scale=guidance,
-                    width=_round_up(width), height=_round_up(height), latents=latents, generator=generators,
-                    output_type="pil", **CALL_KWARGS).images[0]
-
-
-def _round_up(pixels: int) -> int:
-    return math.ceil(pixels / CHECK_MULTIPLE) * CHECK_MULTIPLE
+    request = GenerationRequest(prompt=prompt, negative_prompt="", seed=seed, steps=steps, guidance=guidance,
+                                width=width, height=height, num_images=1)
+    return studio.generate(request).images[0]
 
 
 def format_items(count: int) -> list:

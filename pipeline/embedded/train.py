@@ -1,8 +1,8 @@
 """Train the embedded model from scratch (`python -m pipeline train-embedded --out DIR`).
 
-Four stages, each resumable from its checkpoint in a state folder; the model is exported to the
-output folder in diffusers format as the stages go. Stages 1-3 are here; stage 4 (every format's
-size and two-object scenes) is `train_formats`. TRAINING.md beside this file has the runs
+Six stages, each resumable from its checkpoint in a state folder; the model is exported to the
+output folder in diffusers format as the stages go. Stages 1-3 are here; stages 4-6 (every
+format's size and two-object scenes, then binding, then a polish) are `train_formats`. TRAINING.md beside this file has the runs
 behind these choices and what they measured.
 
 1. Autoencoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
@@ -78,17 +78,17 @@ def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] 
           model_config: ModelConfig | None = None, init: Path | None = None,
           on_progress: ProgressCallback | None = None,
           on_stage_done: Callable[[int], None] | None = None) -> bool:
-    """Run stage 1 and those of stages 2-5 in `stages`, resuming from `state_dir`.
+    """Run stage 1 and those of stages 2-6 in `stages`, resuming from `state_dir`.
 
     Stage 1 always runs (or resumes, or is read back finished): the later stages build on it.
-    With `init`, a model folder that the stages before the first of 4 and 5 in `stages`
-    exported, only stages 4 and 5 run, from that folder's weights: the same weights as a run of
+    With `init`, a model folder that the stages before the first of 4, 5 and 6 in `stages`
+    exported, only stages 4 to 6 run, from that folder's weights: the same weights as a run of
     all the stages. Sets torch's thread count to `cfg.threads`. `on_stage_done(stage)` is called
     as each stage ends. Returns whether the finished model was exported to `out`: only a run
     that includes stage 2 (or starts from `init`) holds a trained denoiser, so without it the
     export is left to the run with stage 2.
     """
-    from .train_formats import format_mix, pair_mix, train_formats
+    from .train_formats import format_mix, pair_mix, polish_mix, train_formats
 
     state_dir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] 
             stage_done(3)
         if 2 not in stages:
             return False
-    for stage, mix in ((4, format_mix(cfg)), (5, pair_mix(cfg))):
+    for stage, mix in ((4, format_mix(cfg)), (5, pair_mix(cfg)), (6, polish_mix(cfg))):
         if stage in stages:
             train_formats(pipe, cfg, state_dir, out, model_config.shift, mix, on_progress)
             stage_done(stage)

@@ -15,6 +15,8 @@ per kind of optimizer state (`loop.StageLoop` with `split`).
 
 Stage 5 continues stage 4 with the same batches in another mix (`Mix`): more two-object
 pictures, a higher shape-edge weight and its own learning-rate schedule, for attribute binding.
+Stage 6 polishes: stage 5 continued at a lower learning rate with stage 4's share of two-object
+pictures, so that one-object pictures in every format get more of the batches again.
 """
 from __future__ import annotations
 
@@ -52,6 +54,11 @@ def format_mix(cfg: TrainConfig) -> Mix:
 
 def pair_mix(cfg: TrainConfig) -> Mix:
     return Mix(5, 7, cfg.pair_steps, cfg.pair_lr, cfg.pair_square_fraction, cfg.pair_pair_fraction,
+               cfg.pair_shape_edge_weight)
+
+
+def polish_mix(cfg: TrainConfig) -> Mix:
+    return Mix(6, 8, cfg.polish_steps, cfg.polish_lr, cfg.pair_square_fraction, cfg.pair_fraction,
                cfg.pair_shape_edge_weight)
 
 
@@ -93,7 +100,7 @@ def format_loss(pipe, cfg: TrainConfig, mix: Mix, step: int, shift: float, combo
 
 def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: float, mix: Mix,
                   on_progress: ProgressCallback | None = None) -> None:
-    """Stage 4 or 5 (`mix`): transformer and text encoder at every format's size with two-object scenes."""
+    """Stage 4, 5 or 6 (`mix`): transformer and text encoder at every format's size with two-object scenes."""
     transformer, text_encoder = pipe.transformer, pipe.text_encoder
     optimizer = torch.optim.AdamW(
         [{"params": list(transformer.parameters())}, {"params": list(text_encoder.parameters())}],
@@ -113,7 +120,7 @@ def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: flo
         set_learning_rate(optimizer, mix.lr, index, mix.steps, cfg.warmup)
         return optimizer_step(optimizer, format_loss(pipe, cfg, mix, index, shift, combos, pair_combos))
 
-    loop.run(step, task="formats" if mix.stage == 4 else "pairs", on_progress=on_progress,
+    loop.run(step, task={4: "formats", 5: "pairs", 6: "polish"}[mix.stage], on_progress=on_progress,
              on_checkpoint=exporter(pipe, out, transformer, text_encoder))
     transformer.eval()
     text_encoder.eval()
