@@ -109,12 +109,8 @@ class StudioDeployment:
         task = asyncio.ensure_future(self._batched(ticket))
         task.add_done_callback(lambda done: _report_crash(done, ticket))
         try:
-            yield Started(self.replica)
-            while True:
-                event = await ticket.events.get()
+            async for event in self._events(ticket, (Done, Failed)):
                 yield event
-                if isinstance(event, (Done, Failed)):
-                    return
         finally:  # finished, or the caller cancelled: a batch still running drops it at its next step
             ticket.dropped = True
             task.cancel()
@@ -148,14 +144,19 @@ class StudioDeployment:
 
         loop.run_in_executor(None, render)  # its end is the event it sends
         try:
-            yield Started(self.replica)
-            while True:
-                event = await ticket.events.get()
+            async for event in self._events(ticket, (Delivered, Failed)):
                 yield event
-                if isinstance(event, (Delivered, Failed)):
-                    return
         finally:  # finished, or the caller cancelled: the render stops at its next step
             ticket.dropped = True
+
+    async def _events(self, ticket: _Ticket, last: tuple[type, ...]):
+        """`Started`, then the ticket's events up to and with the first of a type in `last`."""
+        yield Started(self.replica)
+        while True:
+            event = await ticket.events.get()
+            yield event
+            if isinstance(event, last):
+                return
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=BATCH_WAIT_S)
     async def _batched(self, tickets: list[_Ticket]) -> list[None]:
