@@ -240,7 +240,8 @@ def test_reuse_settings_of_a_kit_deliverable_keeps_its_colour_statistics(handler
     reference = tmp_path / "warm.png"
     Image.new("RGB", (16, 16), (220, 140, 40)).save(reference)
     kit = brand.Kit("Warm", colour_reference=brand.ColourReference.from_file(reference), style="flat colours")
-    _, _, files, _ = make(handlers, ["medium-rectangle"], kit="Warm", kits={"Warm": kit.to_dict()}, seed=5)
+    _, _, files, _ = make(handlers, ["medium-rectangle"], kit="Warm", kits={"Warm": kit.to_dict()}, seed=5,
+                          enhanced_prompt=PROMPT)
     reference.unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the kit's reference is not asked for again
@@ -257,7 +258,9 @@ def test_reuse_settings_of_a_kit_deliverable_keeps_its_colour_statistics(handler
     again = redraw(values["restored_design"])
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(files[0])))
     assert read_settings(again)["kit"] == read_settings(files[0])["kit"]
-    assert read_settings(again)["prompt"] == read_settings(files[0])["prompt"]  # the style text once
+    for text in ("prompt", "enhanced_prompt"):  # the kit's style text once
+        assert read_settings(again)[text] == read_settings(files[0])[text]
+    assert read_settings(again)["enhanced_prompt"] == f"{PROMPT}, flat colours"
     # Without the kept statistics the colours differ: they are what made the pixels the same.
     plain = np.asarray(Image.open(redraw(None)), dtype=int)
     assert np.abs(plain - np.asarray(Image.open(files[0]), dtype=int)).max() > 20

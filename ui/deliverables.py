@@ -196,11 +196,11 @@ class DeliverableHandlers:
             if values.get("random_seed"):
                 values = {**values, "seed": secrets.randbelow(MAX_SEED - MAX_VARIANTS + 2)}
             request = build_request({**values, "width": None, "height": None, "num_images": 1})
-            kit_ = None if kit is None else brand.Kit.from_dict(kit)
+            kit_ = chosen_kit = None if kit is None else brand.Kit.from_dict(kit)
             text, negative, postprocess, colour = campaign.compose(
-                request.prompt, request.negative_prompt, style or "", kit_, request.postprocess,
+                request.prompt, request.negative_prompt, style or "", chosen_kit, request.postprocess,
                 self.studio.limits.uses_negative_prompt)
-            if kit_ is None and restored:
+            if chosen_kit is None and restored:
                 kit_ = None if restored["kit"] is None else brand.Kit.from_dict(restored["kit"])
                 colour = None if restored["colour"] is None else brand.ColourReference.from_dict(restored["colour"])
         except ValueError as error:
@@ -209,7 +209,7 @@ class DeliverableHandlers:
             request = self.enhanced(request, values, run)
         enhanced = request.enhanced_prompt
         if enhanced.strip():
-            enhanced = campaign.compose(enhanced, "", style or "", kit_, request.postprocess)[0]
+            enhanced = campaign.compose(enhanced, "", style or "", chosen_kit, request.postprocess)[0]
         jobs = []
         for variant in range(count):
             drawn = request.replace(prompt=text, enhanced_prompt=enhanced, negative_prompt=negative,
