@@ -247,6 +247,7 @@ def test_reuse_settings_of_a_kit_deliverable_keeps_its_colour_statistics(handler
         warnings.simplefilter("error")  # the kit's reference is not asked for again
         values = restored_values(page_handlers(embedded, tmp_path / "page").reuse_settings(files[0]))
     assert values["kit"] == "No kit"  # its words are in the stored prompt already
+    assert "with kit 'Warm' as it was made; press Make deliverables" in values["status"]
     assert values["restored_design"] == {"kit": kit.to_dict(), "colour": kit.colour_reference.to_dict()}
     controls = {name: values[name] for name in DeliverableHandlers.control_names}
 

@@ -378,6 +378,9 @@ class StudioHandlers:
             updates.update(restore_deliverable(stored, self.controls, self.studio.limits))
         press = "press Generate" if stored is None else "press Make deliverables"
         status = f"{self._status()} · settings restored from {describe_source(settings)}"
+        if stored is not None and stored.kit is not None and "restored_design" in self.controls:
+            # The kit's words are in the restored prompt; its colours are kept until a kit is chosen.
+            status += f", with kit {stored.kit.get('name', '?')!r} as it was made"
         pictures = pictures_to_upload(settings)
         if pictures:
             # The page keeps no picture and reads no path from a PNG: the visitor gives the input
