@@ -23,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline import deliverables
+from pipeline.files import read_small_text
 from pipeline.postprocess import (
     HEX_COLOUR,
     MAX_PALETTE_COLOURS,
@@ -162,17 +163,8 @@ def _check(kit: Kit) -> None:
 def load(path: str | os.PathLike) -> Kit:
     """Read a kit file; ValueError in one sentence naming the file by its base name."""
     name = file_name(path)
-    try:
-        size = Path(path).stat().st_size
-        if size > MAX_KIT_BYTES:
-            raise ValueError(f"kit {name!r} is {size} bytes; a kit file is at most {MAX_KIT_BYTES} bytes")
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"kit {name!r}: file not found") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"kit {name!r} is not UTF-8 text; save it as a UTF-8 JSON file") from None
-    except OSError as error:
-        raise ValueError(f"kit {name!r}: cannot read it: {error.strerror or type(error).__name__}") from None
+    text = read_small_text(path, "kit", MAX_KIT_BYTES, over="is {size} bytes; a kit file is at most {limit} bytes",
+                           not_utf8="; save it as a UTF-8 JSON file")
     try:
         record = json.loads(text)
     except json.JSONDecodeError as error:

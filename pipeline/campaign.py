@@ -32,6 +32,7 @@ from typing import Callable, Iterable
 from pipeline import brand, deliverables, styles
 from pipeline.brand import ColourReference
 from pipeline.deliverables import Deliverable
+from pipeline.files import read_small_text
 from pipeline.metadata import deliverable_settings, save_png
 from pipeline.postprocess import PostprocessSettings, file_name, shown
 from pipeline.request import MAX_SEED, GenerationFailed, GenerationRequest, StepCallback
@@ -169,16 +170,8 @@ def _number(row: dict, name: str) -> float:
 def _csv_rows(path: Path, columns: Iterable[str], required: str, what: str) -> list[tuple[int, dict]]:
     """(line number, row) of each non-empty row of a CSV file with a header naming only `columns`."""
     name = file_name(path)
-    try:
-        if path.stat().st_size > MAX_CAMPAIGN_BYTES:
-            raise ValueError(f"{what} {name!r} is over {MAX_CAMPAIGN_BYTES} bytes; split it")
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ValueError(f"{what} {name!r}: file not found") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{what} {name!r} is not UTF-8 text; save it as UTF-8 CSV") from None
-    except OSError as error:
-        raise ValueError(f"{what} {name!r}: cannot read it: {error.strerror or type(error).__name__}") from None
+    text = read_small_text(path, what, MAX_CAMPAIGN_BYTES, over="is over {limit} bytes; split it",
+                           not_utf8="; save it as UTF-8 CSV", encoding="utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [cell.strip().lower() for cell in next(reader, [])]

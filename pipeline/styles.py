@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from pipeline.files import read_small_text
 from pipeline.postprocess import file_name, shown
 
 STYLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "styles.json"
@@ -45,18 +46,11 @@ class Style:
 def load(path: str | os.PathLike = STYLES_FILE) -> dict[str, Style]:
     """The styles of a file, by key, in file order; ValueError naming the file by its base name."""
     name = file_name(path)
+    text = read_small_text(path, "styles file", MAX_STYLES_BYTES, over="is over {limit} bytes")
     try:
-        if Path(path).stat().st_size > MAX_STYLES_BYTES:
-            raise ValueError(f"styles file {name!r} is over {MAX_STYLES_BYTES} bytes")
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"styles file {name!r}: file not found") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"styles file {name!r} is not UTF-8 text") from None
+        record = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"styles file {name!r} is not valid JSON ({error.msg} at line {error.lineno})") from None
-    except OSError as error:
-        raise ValueError(f"styles file {name!r}: cannot read it: {error.strerror or type(error).__name__}") from None
     if not isinstance(record, dict) or not record:
         raise ValueError(f"styles file {name!r} must be a JSON object of style key -> {{title, prompt, "
                          "negative_prompt}}")
