@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -18,10 +17,11 @@ from PIL import Image
 
 import ui
 from helpers.endpoints import chat_server
+from helpers.studios import FakeStudio
 from pipeline.enhance import Enhancement, EnhanceFailed
 from pipeline.metadata import a1111_parameters, image_settings, read_settings, request_from_settings, save_png
 from pipeline.models import PRESETS
-from pipeline.request import GenerationRequest, GenerationResult
+from pipeline.request import GenerationRequest
 from pipeline.safety import PromptRefused, SafetyGate, SafetySettings
 from pipeline.studio import Studio
 from ui.controls import CONTROL_NAMES, defaults
@@ -227,19 +227,14 @@ def test_generate_enhance_with_a_failing_writer_is_a_notice_and_draws_the_prompt
 # -- the page ---------------------------------------------------------------------------------
 
 
-class WriterStudio:
+class WriterStudio(FakeStudio):
     """A studio of the embedded model's shape with a prompt writer: it rewrites by appending
     ", big, on a blue background", draws a black picture and records what it was given."""
 
     def __init__(self, fail: bool = False):
-        self.limits = EMBEDDED
-        self.modes = ("text",)
-        self.source = SimpleNamespace(reference="embedded")
-        self.family = SimpleNamespace(pipeline_class="SanaPipeline")
-        self.device = "cpu"
-        self.max_batch = 4
+        super().__init__(EMBEDDED, modes=("text",))
         self.fail = fail
-        self.requests, self.rewrites, self.rewritten = [], [], {}
+        self.rewrites, self.rewritten = [], {}
 
     def enhance(self, prompt, seed=None, task="text", should_stop=None) -> Enhancement:
         GenerationRequest(prompt=prompt, seed=0 if seed is None else seed)
@@ -259,13 +254,6 @@ class WriterStudio:
     def vocabulary_notice(self, text):
         return f"unknown: {text}" if "dragon" in text else None
 
-    def generate(self, request, on_step=None) -> GenerationResult:
-        request = self.limits.resolve(request)
-        self.requests.append(request)
-        images = [Image.new("RGB", (request.width, request.height)) for _ in range(request.num_images)]
-        settings = [image_settings(request, index, model="embedded", revision="r", pipeline="SanaPipeline",
-                                   scheduler="S", device="cpu", dtype="float32") for index in range(len(images))]
-        return GenerationResult(images=images, settings=settings, timings={"denoise": 0.0}, originals=images)
 
 
 def handlers_for(tmp_path, studio, auto_enhance: bool = False) -> StudioHandlers:

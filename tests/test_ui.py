@@ -18,11 +18,12 @@ import pytest
 from PIL import Image
 
 import ui
+from helpers.studios import FakeStudio
 from pipeline.conditioning import Extend
 from pipeline.metadata import image_settings, save_png
 from pipeline.models import PRESETS
 from pipeline.postprocess import PostprocessSettings
-from pipeline.request import GenerationRequest, GenerationResult, ModelLimits
+from pipeline.request import GenerationRequest
 from ui.controls import CONTROL_NAMES, CONTROLS, POSTPROCESS, REQUIRED, defaults, in_section
 from ui.engine import Engine
 from ui.formats import CUSTOM, FORMATS, format_choices, format_for_size, format_size
@@ -34,31 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = PRESETS["embedded"].limits
 # The controls' values as a page that nobody touched sends them, for a prompt.
 UNTOUCHED = {**defaults(), "prompt": "a red circle"}
-
-
-EVERY_MODE = ("text", "image", "inpaint", "extend")
-
-
-class FakeStudio:
-    """A studio of the embedded model's shape (`ui.engine.Engine`) that serves `modes`, draws a
-    black picture and records the requests it was given."""
-
-    def __init__(self, limits: ModelLimits = EMBEDDED, modes: tuple[str, ...] = EVERY_MODE):
-        self.limits = limits
-        self.modes = modes
-        self.source = SimpleNamespace(reference="embedded")
-        self.family = SimpleNamespace(pipeline_class="SanaPipeline")
-        self.device = "cpu"
-        self.max_batch = 4
-        self.requests = []
-
-    def generate(self, request, on_step=None) -> GenerationResult:
-        request = self.limits.resolve(request)
-        self.requests.append(request)
-        images = [Image.new("RGB", (request.width, request.height)) for _ in range(request.num_images)]
-        settings = [image_settings(request, index, model="embedded", revision="r", pipeline="SanaPipeline",
-                                   scheduler="S", device="cpu", dtype="float32") for index in range(len(images))]
-        return GenerationResult(images=images, settings=settings, timings={"denoise": 0.0}, originals=images)
 
 
 def handlers_for(tmp_path, studio: Engine | None = None) -> StudioHandlers:

@@ -5,10 +5,38 @@ wrapped studio's)."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
-from pipeline.request import GenerationCancelled
+from PIL import Image
+
+from pipeline.metadata import image_settings
+from pipeline.models import PRESETS
+from pipeline.request import GenerationCancelled, GenerationResult, ModelLimits
 
 WAIT_S = 120  # the longest a held run waits for its test; not a timing assertion
+EVERY_MODE = ("text", "image", "inpaint", "extend")
+
+
+class FakeStudio:
+    """A studio of the embedded model's shape (`ui.engine.Engine`) that serves `modes`, draws a
+    black picture and records the requests it was given."""
+
+    def __init__(self, limits: ModelLimits = PRESETS["embedded"].limits, modes: tuple[str, ...] = EVERY_MODE):
+        self.limits = limits
+        self.modes = modes
+        self.source = SimpleNamespace(reference="embedded")
+        self.family = SimpleNamespace(pipeline_class="SanaPipeline")
+        self.device = "cpu"
+        self.max_batch = 4
+        self.requests = []
+
+    def generate(self, request, on_step=None) -> GenerationResult:
+        request = self.limits.resolve(request)
+        self.requests.append(request)
+        images = [Image.new("RGB", (request.width, request.height)) for _ in range(request.num_images)]
+        settings = [image_settings(request, index, model="embedded", revision="r", pipeline="SanaPipeline",
+                                   scheduler="S", device="cpu", dtype="float32") for index in range(len(images))]
+        return GenerationResult(images=images, settings=settings, timings={"denoise": 0.0}, originals=images)
 
 
 class SpyStudio:
