@@ -218,6 +218,28 @@ def test_latent_edge_mask_marks_the_latent_pixels_on_the_outline():
     assert torch.equal(mask, expected)
 
 
+def test_corner_mask_marks_the_corners_of_each_objects_box_outside_its_inscribed_ellipse():
+    """The corner loss weight falls where a circle, a square and a triangle of one box differ."""
+    import torch
+
+    from pipeline.embedded.train import corner_mask, latent_corner_mask
+
+    picture = np.full((1, 64, 64, 3), 240, dtype=np.uint8)
+    picture[0, 8:24, 8:24] = (220, 40, 40)  # a red square, pixels 8..23
+    picture[0, 40:48, 30:60] = (40, 40, 220)  # a blue bar, 30 wide and 8 high
+    mask = corner_mask(picture)[0, 0]
+    y, x = np.mgrid[0:64, 0:64] + 0.5
+    square = ((x - 16) / 8) ** 2 + ((y - 16) / 8) ** 2 > 1
+    bar = ((x - 45) / 15) ** 2 + ((y - 44) / 4) ** 2 > 1
+    expected = np.zeros((64, 64), dtype=bool)
+    expected[8:24, 8:24] = square[8:24, 8:24]
+    expected[40:48, 30:60] = bar[40:48, 30:60]
+    assert torch.equal(mask, torch.from_numpy(expected).float())
+    assert mask[8, 8] == 1 and mask[16, 16] == 0 and mask[8, 16] == 0  # a corner, the centre, an edge's middle
+    latent = latent_corner_mask(picture, (16, 16))[0, 0]
+    assert latent[2, 2] == 1 and latent[4, 4] == 0 and latent[0, 0] == 0
+
+
 def test_embedded_library_draws_no_progress_bars():
     """Training and evaluation report progress through callbacks; the commands draw the bars."""
     import ast
@@ -327,12 +349,12 @@ def test_train_command_writes_a_model_and_resumes_from_its_checkpoints(tmp_path,
 def test_train_command_rejects_bad_settings_in_one_line(tmp_path, capsys):
     from pipeline.commands import main
 
-    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,7"]) == 2
-    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 6 separated by "
-                                       "commas, such as 1,2,3,4 or 3; got '2,7'\n")
+    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,8"]) == 2
+    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 7 separated by "
+                                       "commas, such as 1,2,3,4 or 3; got '2,8'\n")
     assert main(["train-embedded", "--out", str(tmp_path), "--stages", "3,4", "--init", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == ("error: --init starts stage 4, 5 or 6 from a trained model: use it with "
-                                       "stages from 4 to 6 (such as --stages 5,6), not --stages 3,4\n")
+    assert capsys.readouterr().err == ("error: --init starts one of stages 4 to 7 from a trained model: use it "
+                                       "with stages from 4 to 7 (such as --stages 6,7), not --stages 3,4\n")
     assert main(["train-embedded", "--out", str(tmp_path), "--stages", "4", "--init", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: --init must be a model folder with a model_index.json; {tmp_path} has none\n"
     assert main(["train-embedded", "--out", str(tmp_path), "--pool-size", "300"]) == 2

@@ -8,16 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # autoencoder, denoiser with text encoder, decoder refinement, every format and two objects,
-# two objects again (binding), a polish at a lower learning rate
-STAGES = (1, 2, 3, 4, 5, 6)
+# two objects again (binding), the objects' corners weighted, more one-object pictures in every format
+STAGES = (1, 2, 3, 4, 5, 6, 7)
 POOL_CHUNK = 256  # pictures encoded at a time into stage 2's pools
 WARMUP_POOL_SIZE = 1024  # stage 2's pictures of black shapes on white for the position warm-up
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Steps, batches and learning rates of the six stages; the defaults of stages 1-5 made the shipped
-    model, stage 6's are those of the run under trial in TRAINING.md."""
+    """Steps, batches and learning rates of the seven stages; the defaults made the shipped model."""
 
     seed: int = 0
     vae_steps: int = 600
@@ -54,9 +53,16 @@ class TrainConfig:
     pair_square_fraction: float = 0.2
     pair_pair_fraction: float = 0.8
     pair_shape_edge_weight: float = 48.0
-    # Stage 6: stage 5 continued at a lower learning rate with stage 4's share of two-object pictures.
-    polish_steps: int = 2500
-    polish_lr: float = 1e-4
+    # Stage 6: stage 5 continued with the objects' corners weighted (`train.corner_mask`).
+    corner_steps: int = 3000
+    corner_lr: float = 2e-4
+    corner_pair_fraction: float = 0.7
+    corner_weight: float = 96.0
+    # Stage 7: stage 6 continued with more one-object pictures in the formats other than the square.
+    balance_steps: int = 3000
+    balance_lr: float = 1.5e-4
+    balance_square_fraction: float = 0.1
+    balance_pair_fraction: float = 0.5
     checkpoint_every: int = 100
     # torch's CPU threads. On a CPU shared with other busy processes 1 is much faster than 2:
     # OpenMP threads waiting on each other lose their time slices.
@@ -64,7 +70,7 @@ class TrainConfig:
 
     def __post_init__(self):
         counts = ("vae_steps", "vae_batch", "steps", "batch", "refine_steps", "format_steps", "format_batch",
-                  "pair_steps", "polish_steps", "checkpoint_every", "threads")
+                  "pair_steps", "corner_steps", "balance_steps", "checkpoint_every", "threads")
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -1,8 +1,9 @@
 """Train the embedded model from scratch (`python -m pipeline train-embedded --out DIR`).
 
-Six stages, each resumable from its checkpoint in a state folder; the model is exported to the
-output folder in diffusers format as the stages go. Stages 1-3 are here; stages 4-6 (every
-format's size and two-object scenes, then binding, then a polish) are `train_formats`. TRAINING.md beside this file has the runs
+Seven stages, each resumable from its checkpoint in a state folder; the model is exported to the
+output folder in diffusers format as the stages go. Stages 1-3 are here; stages 4-7 (every
+format's size and two-object scenes, then binding, then the objects' corners, then a balance of
+one-object pictures in every format) are `train_formats`. TRAINING.md beside this file has the runs
 behind these choices and what they measured.
 
 1. Autoencoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
@@ -66,6 +67,7 @@ import numpy as np
 import torch
 from diffusers import SanaPipeline
 from diffusers.configuration_utils import FrozenDict
+from scipy import ndimage
 
 from . import ENCODE_KWARGS, NATIVE_SIZE
 from . import data
@@ -78,17 +80,17 @@ def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] 
           model_config: ModelConfig | None = None, init: Path | None = None,
           on_progress: ProgressCallback | None = None,
           on_stage_done: Callable[[int], None] | None = None) -> bool:
-    """Run stage 1 and those of stages 2-6 in `stages`, resuming from `state_dir`.
+    """Run stage 1 and those of stages 2-7 in `stages`, resuming from `state_dir`.
 
     Stage 1 always runs (or resumes, or is read back finished): the later stages build on it.
-    With `init`, a model folder that the stages before the first of 4, 5 and 6 in `stages`
-    exported, only stages 4 to 6 run, from that folder's weights: the same weights as a run of
+    With `init`, a model folder that the stages before the first of 4 to 7 in `stages`
+    exported, only stages 4 to 7 run, from that folder's weights: the same weights as a run of
     all the stages. Sets torch's thread count to `cfg.threads`. `on_stage_done(stage)` is called
     as each stage ends. Returns whether the finished model was exported to `out`: only a run
     that includes stage 2 (or starts from `init`) holds a trained denoiser, so without it the
     export is left to the run with stage 2.
     """
-    from .train_formats import format_mix, pair_mix, polish_mix, train_formats
+    from .train_formats import balance_mix, corner_mix, format_mix, pair_mix, train_formats
 
     state_dir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,7 @@ def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] 
             stage_done(3)
         if 2 not in stages:
             return False
-    for stage, mix in ((4, format_mix(cfg)), (5, pair_mix(cfg)), (6, polish_mix(cfg))):
+    for stage, mix in ((4, format_mix(cfg)), (5, pair_mix(cfg)), (6, corner_mix(cfg)), (7, balance_mix(cfg))):
         if stage in stages:
             train_formats(pipe, cfg, state_dir, out, model_config.shift, mix, on_progress)
             stage_done(stage)
@@ -315,14 +317,15 @@ def denoiser_loss(pipe, cfg: TrainConfig, pool: LatentPool, step: int, shift: fl
         else data.describe(pool.scenes[i], rng.choice(data.TRAIN_FORMS), rng)
         for i in index
     ]
-    return flow_matching_loss(pipe, pool.latents[index], pool.edges[index], prompts, generator, shift,
-                              cfg.shape_edge_weight)
+    weight = 1 + cfg.shape_edge_weight * pool.edges[index]
+    return flow_matching_loss(pipe, pool.latents[index], weight, prompts, generator, shift)
 
 
-def flow_matching_loss(pipe, x0: torch.Tensor, edges: torch.Tensor, prompts: list[str],
-                       generator: torch.Generator, shift: float, edge_weight: float) -> torch.Tensor:
-    """The shape-edge-weighted flow-matching loss on scaled latents `x0` (B, C, h, w) with their
-    edge masks `edges` (B, 1, h, w): noise and noise levels drawn from `generator`."""
+def flow_matching_loss(pipe, x0: torch.Tensor, weight: torch.Tensor, prompts: list[str],
+                       generator: torch.Generator, shift: float) -> torch.Tensor:
+    """The flow-matching loss on scaled latents `x0` (B, C, h, w), each latent pixel counted `weight`
+    (B, 1, h, w) times and the sum divided by the mean weight: noise and noise levels drawn from
+    `generator`."""
     noise = torch.randn(x0.shape, generator=generator)
     u = torch.rand(x0.shape[0], generator=generator)
     sigma = shift * u / (1 + (shift - 1) * u)  # (B,)
@@ -340,7 +343,6 @@ def flow_matching_loss(pipe, x0: torch.Tensor, edges: torch.Tensor, prompts: lis
         timestep=sigma * timesteps_per_sigma,
         return_dict=False,
     )[0]
-    weight = 1 + edge_weight * edges  # (B, 1, h, w)
     return (weight * (prediction - (noise - x0)) ** 2).mean() / weight.mean()
 
 
@@ -359,6 +361,32 @@ def edge_mask(x: torch.Tensor) -> torch.Tensor:
 def latent_edge_mask(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """1 where a latent pixel covers a pixel of `edge_mask`, else 0: (B, 3, H, W) -> (B, 1, *size)."""
     return torch.nn.functional.adaptive_max_pool2d(edge_mask(x), size)
+
+
+def corner_mask(images: np.ndarray) -> torch.Tensor:
+    """1 on the corners of each object's bounding box, else 0: (B, H, W, 3) uint8 -> (B, 1, H, W).
+
+    An object is a group of touching pixels of other colours than the background (the colour of
+    the first pixel: shapes never reach it); its corners are the pixels of its bounding box
+    outside the ellipse inscribed in that box. That is where a circle, a square and a triangle of
+    the same box differ, so the corners decide which of them a picture shows.
+    """
+    masks = np.zeros(images.shape[:3], dtype=np.float32)
+    for picture, mask in zip(images, masks):
+        objects, _ = ndimage.label((picture != picture[0, 0]).any(axis=-1), structure=np.ones((3, 3)))
+        for box in ndimage.find_objects(objects):
+            rows, columns = box
+            y = np.arange(rows.start, rows.stop)[:, None] + 0.5
+            x = np.arange(columns.start, columns.stop)[None, :] + 0.5
+            cy, cx = (rows.start + rows.stop) / 2, (columns.start + columns.stop) / 2
+            ry, rx = (rows.stop - rows.start) / 2, (columns.stop - columns.start) / 2
+            mask[box] = np.maximum(mask[box], (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 > 1))
+    return torch.from_numpy(masks)[:, None]
+
+
+def latent_corner_mask(images: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """1 where a latent pixel covers a pixel of `corner_mask`, else 0: (B, H, W, 3) -> (B, 1, *size)."""
+    return torch.nn.functional.adaptive_max_pool2d(corner_mask(images), size)
 
 
 # ---------------------------------------------------------------------------------------------

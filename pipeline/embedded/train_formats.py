@@ -1,4 +1,4 @@
-"""Stages 4 and 5 of training the embedded model: every format's size, and two objects.
+"""Stages 4-7 of training the embedded model: every format's size, two objects, corners, balance.
 
 Stages 1-3 (`train`) train at 64x64 on one-object scenes. Stage 4 continues the denoiser and the
 text encoder from there, as multi-aspect training with size buckets does: each batch is drawn at
@@ -15,8 +15,11 @@ per kind of optimizer state (`loop.StageLoop` with `split`).
 
 Stage 5 continues stage 4 with the same batches in another mix (`Mix`): more two-object
 pictures, a higher shape-edge weight and its own learning-rate schedule, for attribute binding.
-Stage 6 polishes: stage 5 continued at a lower learning rate with stage 4's share of two-object
-pictures, so that one-object pictures in every format get more of the batches again.
+Stage 6 continues stage 5 with the pixels on the objects' corners weighted as well
+(`train.corner_mask`): a circle, a square and a triangle of the same bounding box differ only
+there, and the denoiser had drawn small squares with rounded corners, read as circles. Stage 7
+continues stage 6 with more of the batches at the formats other than the square and more
+one-object pictures in them, where the wide formats had fallen behind the square one.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import torch
 from . import FORMAT_SIZES, NATIVE_SIZE, data, pairs
 from .config import TrainConfig
 from .loop import ProgressCallback, StageLoop
-from .train import (batch_generator, batch_rng, exporter, flow_matching_loss, latent_edge_mask,
+from .train import (batch_generator, batch_rng, exporter, flow_matching_loss, latent_corner_mask, latent_edge_mask,
                     optimizer_step, set_learning_rate, to_tensor)
 
 
@@ -38,13 +41,14 @@ from .train import (batch_generator, batch_rng, exporter, flow_matching_loss, la
 class Mix:
     """What a stage of this kind trains on, and how."""
 
-    stage: int  # 4 or 5: the checkpoint folder's name
+    stage: int  # 4 to 7: the checkpoint folder's name
     seed: int  # batch_rng's stage number (stages 1-3 use 1 to 5)
     steps: int
     lr: float
     square_fraction: float  # of the batches: stage 2's one-object 64x64 scenes
     pair_fraction: float  # of the other batches' pictures: two objects
     shape_edge_weight: float
+    corner_weight: float = 0.0  # loss weight of latent pixels on the objects' corners, on top
 
 
 def format_mix(cfg: TrainConfig) -> Mix:
@@ -57,9 +61,14 @@ def pair_mix(cfg: TrainConfig) -> Mix:
                cfg.pair_shape_edge_weight)
 
 
-def polish_mix(cfg: TrainConfig) -> Mix:
-    return Mix(6, 8, cfg.polish_steps, cfg.polish_lr, cfg.pair_square_fraction, cfg.pair_fraction,
-               cfg.pair_shape_edge_weight)
+def corner_mix(cfg: TrainConfig) -> Mix:
+    return Mix(6, 8, cfg.corner_steps, cfg.corner_lr, cfg.pair_square_fraction, cfg.corner_pair_fraction,
+               cfg.pair_shape_edge_weight, cfg.corner_weight)
+
+
+def balance_mix(cfg: TrainConfig) -> Mix:
+    return Mix(7, 9, cfg.balance_steps, cfg.balance_lr, cfg.balance_square_fraction, cfg.balance_pair_fraction,
+               cfg.pair_shape_edge_weight, cfg.corner_weight)
 
 
 def format_batch(cfg: TrainConfig, mix: Mix, step: int, combos: list, pair_combos: list):
@@ -93,14 +102,16 @@ def format_loss(pipe, cfg: TrainConfig, mix: Mix, step: int, shift: float, combo
     x = to_tensor(np.stack(images))  # (B, 3, H, W)
     with torch.no_grad():
         x0 = pipe.vae.encode(x).latent * pipe.vae.config.scaling_factor  # (B, C, H/4, W/4)
-    edges = latent_edge_mask(x, x0.shape[-2:])
+    weight = 1 + mix.shape_edge_weight * latent_edge_mask(x, x0.shape[-2:])  # (B, 1, h, w)
+    if mix.corner_weight:
+        weight = weight + mix.corner_weight * latent_corner_mask(np.stack(images), x0.shape[-2:])
     generator = batch_generator(cfg.seed, mix.seed, step)
-    return flow_matching_loss(pipe, x0, edges, prompts, generator, shift, mix.shape_edge_weight)
+    return flow_matching_loss(pipe, x0, weight, prompts, generator, shift)
 
 
 def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: float, mix: Mix,
                   on_progress: ProgressCallback | None = None) -> None:
-    """Stage 4, 5 or 6 (`mix`): transformer and text encoder at every format's size with two-object scenes."""
+    """Stage 4, 5, 6 or 7 (`mix`): transformer and text encoder at every format's size with two-object scenes."""
     transformer, text_encoder = pipe.transformer, pipe.text_encoder
     optimizer = torch.optim.AdamW(
         [{"params": list(transformer.parameters())}, {"params": list(text_encoder.parameters())}],
@@ -120,7 +131,7 @@ def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: flo
         set_learning_rate(optimizer, mix.lr, index, mix.steps, cfg.warmup)
         return optimizer_step(optimizer, format_loss(pipe, cfg, mix, index, shift, combos, pair_combos))
 
-    loop.run(step, task={4: "formats", 5: "pairs", 6: "polish"}[mix.stage], on_progress=on_progress,
+    loop.run(step, task={4: "formats", 5: "pairs", 6: "corners", 7: "balance"}[mix.stage], on_progress=on_progress,
              on_checkpoint=exporter(pipe, out, transformer, text_encoder))
     transformer.eval()
     text_encoder.eval()
