@@ -349,12 +349,12 @@ def test_train_command_writes_a_model_and_resumes_from_its_checkpoints(tmp_path,
 def test_train_command_rejects_bad_settings_in_one_line(tmp_path, capsys):
     from pipeline.commands import main
 
-    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,8"]) == 2
-    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 7 separated by "
-                                       "commas, such as 1,2,3,4 or 3; got '2,8'\n")
+    assert main(["train-embedded", "--out", str(tmp_path), "--stages", "2,9"]) == 2
+    assert capsys.readouterr().err == ("error: --stages must be stage numbers from 1 to 8 separated by "
+                                       "commas, such as 1,2,3,4 or 3; got '2,9'\n")
     assert main(["train-embedded", "--out", str(tmp_path), "--stages", "3,4", "--init", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == ("error: --init starts one of stages 4 to 7 from a trained model: use it "
-                                       "with stages from 4 to 7 (such as --stages 6,7), not --stages 3,4\n")
+    assert capsys.readouterr().err == ("error: --init starts one of stages 4 to 8 from a trained model: use it "
+                                       "with stages from 4 to 8 (such as --stages 7,8), not --stages 3,4\n")
     assert main(["train-embedded", "--out", str(tmp_path), "--stages", "4", "--init", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: --init must be a model folder with a model_index.json; {tmp_path} has none\n"
     assert main(["train-embedded", "--out", str(tmp_path), "--pool-size", "300"]) == 2

@@ -156,7 +156,7 @@ class _Interrupted(Exception):
     pass
 
 
-def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5, 6, 7), stop_at=None):
+def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5, 6, 7, 8), stop_at=None):
     """A few steps of each stage on the real model config; the exported files' bytes."""
     import torch
 
@@ -166,7 +166,7 @@ def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5, 6, 7), stop_at=No
     threads = torch.get_num_threads()
     cfg = TrainConfig(vae_steps=2, steps=2, batch=2, pool_size=256, refine_steps=2, position_warmup_steps=0,
                       format_steps=4, format_batch=4, pair_steps=4, corner_steps=4, balance_steps=4,
-                      checkpoint_every=2, threads=1)
+                      sharpen_steps=4, sharpen_batch=2, checkpoint_every=2, threads=1)
 
     def progress(event):
         if (event.task, event.step) == stop_at:
@@ -179,19 +179,20 @@ def _tiny_run(out, state, *, init=None, stages=(1, 2, 3, 4, 5, 6, 7), stop_at=No
     return {path.relative_to(out).as_posix(): path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
 
 
-def test_stages_4_to_7_from_the_exported_model_and_resumed_end_with_the_same_model(tmp_path):
+def test_stages_4_to_8_from_the_exported_model_and_resumed_end_with_the_same_model(tmp_path):
     straight = _tiny_run(tmp_path / "straight", tmp_path / "straight.state")
     _tiny_run(tmp_path / "base", tmp_path / "base.state", stages=(1, 2, 3))
-    for stop_at in (("formats", 3), ("pairs", 3), ("corners", 3), ("balance", 3)):
+    for stop_at in (("formats", 3), ("pairs", 3), ("corners", 3), ("balance", 3),
+                    ("sharpen decoder", 3)):
         with pytest.raises(_Interrupted):
-            _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5, 6, 7),
+            _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5, 6, 7, 8),
                       stop_at=stop_at)
     for stage in ("stage4", "stage5", "stage6", "stage7"):
         parts = sorted(path.name for path in (tmp_path / "v2.state" / stage).iterdir())
         assert parts == ["optimizer.exp_avg.pt", "optimizer.exp_avg_sq.pt", "optimizer.pt", "progress.pt",
                          "text_encoder.pt", "transformer.pt"]
         assert max(path.stat().st_size for path in (tmp_path / "v2.state" / stage).iterdir()) < 16 * 2**20
-    resumed = _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5, 6, 7))
+    resumed = _tiny_run(tmp_path / "v2", tmp_path / "v2.state", init=tmp_path / "base", stages=(4, 5, 6, 7, 8))
     assert resumed.keys() == straight.keys()
     assert [name for name in straight if straight[name] != resumed[name]] == []
 

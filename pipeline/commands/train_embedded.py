@@ -1,19 +1,20 @@
 """`python -m pipeline train-embedded --out DIR`: train the embedded model from scratch.
 
-Seven stages: the autoencoder, then the denoiser with the text encoder, then a longer refinement
+Eight stages: the autoencoder, then the denoiser with the text encoder, then a longer refinement
 of the decoder (pipeline/embedded/train.py says what each does and why), then the denoiser and
 text encoder again at every format's size with two-object scenes, then once more with more
 two-object scenes for attribute binding, then with the objects' corners weighted, then with more
-one-object pictures in every format (stages 4-7: train_formats.py). Each stage checkpoints to
-the state folder (--state, default DIR.state) and resumes from it: run the same command again
-after an interruption and it repeats exactly the batches an uninterrupted run would have seen.
-The model is exported to DIR in diffusers format as the stages go.
+one-object pictures in every format, then the decoder on the denoiser's own latents (stages
+4-8: train_formats.py). Each stage checkpoints to the state folder (--state, default DIR.state)
+and resumes from it: run the same command again after an interruption and it repeats exactly
+the batches an uninterrupted run would have seen. The model is exported to DIR in diffusers
+format as the stages go.
 
 Stage 3 depends on stage 1 only, so it may run in a second process beside stage 2 with
-`--stages 1,3`; the run with stage 2 exports the finished model. The default, all seven stages,
+`--stages 1,3`; the run with stage 2 exports the finished model. The default, all eight stages,
 makes the shipped model. `--init FOLDER` starts the later stages from a folder the earlier ones
-exported: `--stages 4,5,6,7 --init FOLDER` from a model of `--stages 1,2,3`, `--stages 7 --init
-FOLDER` from one of stages 1-6; the same weights as one run of all of them. On a CPU shared with
+exported: `--stages 4,5,6,7,8 --init FOLDER` from a model of `--stages 1,2,3`, `--stages 8 --init
+FOLDER` from one of stages 1-7; the same weights as one run of all of them. On a CPU shared with
 other busy processes, `--threads 1` is much faster than 2.
 When stderr is not a terminal, progress is printed as plain lines instead of bars.
 """
@@ -78,11 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {defaults.corner_weight:g})")
     parser.add_argument("--balance-steps", type=int, default=defaults.balance_steps,
                         help=f"stage 7 steps (default {defaults.balance_steps})")
+    parser.add_argument("--sharpen-steps", type=int, default=defaults.sharpen_steps,
+                        help=f"stage 8 steps (default {defaults.sharpen_steps})")
     parser.add_argument("--stages", default=",".join(map(str, STAGES)),
                         help="which stages to run, e.g. 1,3 or 1,2,3,4,5 (stage 1 always runs or is read back; "
-                             "default all seven: the shipped model)")
+                             "default all eight: the shipped model)")
     parser.add_argument("--init", type=Path,
-                        help="with stages from 4 to 7: the model folder the stages before them exported, to "
+                        help="with stages from 4 to 8: the model folder the stages before them exported, to "
                              "start from")
     parser.add_argument("--threads", type=int, default=defaults.threads,
                         help=f"torch CPU threads; 1 on a busy shared CPU (default {defaults.threads})")
@@ -94,7 +97,7 @@ def _stages(text: str) -> set[int]:
     except ValueError:
         stages = set()
     if not stages or not stages <= set(STAGES):
-        raise ValueError(f"--stages must be stage numbers from 1 to 7 separated by commas, such as 1,2,3,4 "
+        raise ValueError(f"--stages must be stage numbers from 1 to 8 separated by commas, such as 1,2,3,4 "
                          f"or 3; got {text!r}")
     return stages
 
@@ -155,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
             format_steps=args.format_steps, format_lr=args.format_lr, pair_steps=args.pair_steps,
             pair_lr=args.pair_lr, pair_shape_edge_weight=args.pair_shape_edge_weight,
             corner_steps=args.corner_steps, corner_weight=args.corner_weight, balance_steps=args.balance_steps,
+            sharpen_steps=args.sharpen_steps,
         )
-        if args.init is not None and not stages <= {4, 5, 6, 7}:
-            raise ValueError(f"--init starts one of stages 4 to 7 from a trained model: use it with stages "
-                             f"from 4 to 7 (such as --stages 6,7), not --stages {args.stages}")
+        if args.init is not None and not stages <= {4, 5, 6, 7, 8}:
+            raise ValueError(f"--init starts one of stages 4 to 8 from a trained model: use it with stages "
+                             f"from 4 to 8 (such as --stages 7,8), not --stages {args.stages}")
         if args.init is not None and not (args.init / "model_index.json").is_file():
             raise ValueError(f"--init must be a model folder with a model_index.json; {args.init} has none")
     except ValueError as error:

@@ -8,15 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # autoencoder, denoiser with text encoder, decoder refinement, every format and two objects,
-# two objects again (binding), the objects' corners weighted, more one-object pictures in every format
-STAGES = (1, 2, 3, 4, 5, 6, 7)
+# two objects again (binding), the objects' corners weighted, more one-object pictures in every format,
+# the decoder on the denoiser's own latents
+STAGES = (1, 2, 3, 4, 5, 6, 7, 8)
 POOL_CHUNK = 256  # pictures encoded at a time into stage 2's pools
 WARMUP_POOL_SIZE = 1024  # stage 2's pictures of black shapes on white for the position warm-up
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Steps, batches and learning rates of the seven stages; the defaults made the shipped model."""
+    """Steps, batches and learning rates of the eight stages; the defaults made the shipped model."""
 
     seed: int = 0
     vae_steps: int = 600
@@ -63,6 +64,12 @@ class TrainConfig:
     balance_lr: float = 1.5e-4
     balance_square_fraction: float = 0.1
     balance_pair_fraction: float = 0.5
+    # Stage 8: the decoder alone on latents the finished denoiser made (`train_formats.sharpen_decoder`).
+    sharpen_steps: int = 600
+    sharpen_batch: int = 16
+    sharpen_lr: float = 3e-4
+    sharpen_denoised: float = 0.7  # of the batches: denoised latents; the others the encoder's
+    sharpen_miss_weight: float = 20.0
     checkpoint_every: int = 100
     # torch's CPU threads. On a CPU shared with other busy processes 1 is much faster than 2:
     # OpenMP threads waiting on each other lose their time slices.
@@ -70,7 +77,8 @@ class TrainConfig:
 
     def __post_init__(self):
         counts = ("vae_steps", "vae_batch", "steps", "batch", "refine_steps", "format_steps", "format_batch",
-                  "pair_steps", "corner_steps", "balance_steps", "checkpoint_every", "threads")
+                  "pair_steps", "corner_steps", "balance_steps", "sharpen_steps", "sharpen_batch",
+                  "checkpoint_every", "threads")
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -1,9 +1,10 @@
 """Train the embedded model from scratch (`python -m pipeline train-embedded --out DIR`).
 
-Seven stages, each resumable from its checkpoint in a state folder; the model is exported to the
-output folder in diffusers format as the stages go. Stages 1-3 are here; stages 4-7 (every
+Eight stages, each resumable from its checkpoint in a state folder; the model is exported to the
+output folder in diffusers format as the stages go. Stages 1-3 are here; stages 4-8 (every
 format's size and two-object scenes, then binding, then the objects' corners, then a balance of
-one-object pictures in every format) are `train_formats`. TRAINING.md beside this file has the runs
+one-object pictures in every format, then the decoder on the denoiser's own latents) are
+`train_formats`. TRAINING.md beside this file has the runs
 behind these choices and what they measured.
 
 1. Autoencoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
@@ -80,17 +81,17 @@ def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] 
           model_config: ModelConfig | None = None, init: Path | None = None,
           on_progress: ProgressCallback | None = None,
           on_stage_done: Callable[[int], None] | None = None) -> bool:
-    """Run stage 1 and those of stages 2-7 in `stages`, resuming from `state_dir`.
+    """Run stage 1 and those of stages 2-8 in `stages`, resuming from `state_dir`.
 
     Stage 1 always runs (or resumes, or is read back finished): the later stages build on it.
-    With `init`, a model folder that the stages before the first of 4 to 7 in `stages`
-    exported, only stages 4 to 7 run, from that folder's weights: the same weights as a run of
+    With `init`, a model folder that the stages before the first of 4 to 8 in `stages`
+    exported, only stages 4 to 8 run, from that folder's weights: the same weights as a run of
     all the stages. Sets torch's thread count to `cfg.threads`. `on_stage_done(stage)` is called
     as each stage ends. Returns whether the finished model was exported to `out`: only a run
     that includes stage 2 (or starts from `init`) holds a trained denoiser, so without it the
     export is left to the run with stage 2.
     """
-    from .train_formats import balance_mix, corner_mix, format_mix, pair_mix, train_formats
+    from .train_formats import balance_mix, corner_mix, format_mix, pair_mix, sharpen_decoder, train_formats
 
     state_dir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,9 @@ def train(cfg: TrainConfig, out: Path, state_dir: Path, stages: Collection[int] 
         if stage in stages:
             train_formats(pipe, cfg, state_dir, out, model_config.shift, mix, on_progress)
             stage_done(stage)
+    if 8 in stages:
+        sharpen_decoder(pipe, cfg, state_dir, out, on_progress)
+        stage_done(8)
     export(pipe, out)
     return True
 

@@ -1,4 +1,5 @@
-"""Stages 4-7 of training the embedded model: every format's size, two objects, corners, balance.
+"""Stages 4-8 of training the embedded model: every format's size, two objects, corners, balance,
+and the decoder on the denoiser's own latents.
 
 Stages 1-3 (`train`) train at 64x64 on one-object scenes. Stage 4 continues the denoiser and the
 text encoder from there, as multi-aspect training with size buckets does: each batch is drawn at
@@ -20,20 +21,26 @@ Stage 6 continues stage 5 with the pixels on the objects' corners weighted as we
 there, and the denoiser had drawn small squares with rounded corners, read as circles. Stage 7
 continues stage 6 with more of the batches at the formats other than the square and more
 one-object pictures in them, where the wide formats had fallen behind the square one.
+
+Stage 8 trains the decoder alone again, as stage 3 did, but mostly on latents the finished
+denoiser made: each rendered picture is encoded, noised to one of the last noise levels of the
+preset's schedule and denoised from there with its prompt, as image-to-image at a low strength
+does, and the decoder learns to turn that into the rendered picture. Those latents are where
+the pictures the studio shows come from, and their corners are softer than the encoder's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import FORMAT_SIZES, NATIVE_SIZE, data, pairs
+from . import DEFAULT_GUIDANCE, DEFAULT_STEPS, ENCODE_KWARGS, FORMAT_SIZES, NATIVE_SIZE, data, pairs
 from .config import TrainConfig
 from .loop import ProgressCallback, StageLoop
-from .train import (batch_generator, batch_rng, exporter, flow_matching_loss, latent_corner_mask, latent_edge_mask,
-                    optimizer_step, set_learning_rate, to_tensor)
+from .train import (batch_generator, batch_rng, edge_mask, exporter, flow_matching_loss, latent_corner_mask,
+                    latent_edge_mask, optimizer_step, set_learning_rate, to_tensor)
 
 
 
@@ -135,3 +142,74 @@ def train_formats(pipe, cfg: TrainConfig, state_dir: Path, out: Path, shift: flo
              on_checkpoint=exporter(pipe, out, transformer, text_encoder))
     transformer.eval()
     text_encoder.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 8: the decoder on the denoiser's own latents
+# ---------------------------------------------------------------------------------------------
+
+SHARPEN_SEED = 10  # batch_rng's stage number
+SHARPEN_STARTS = (4, 5, 6)  # of the preset's DEFAULT_STEPS: noise levels 0.60, 0.45 and 0.25
+
+
+@torch.no_grad()
+def denoised_latents(pipe, latents: torch.Tensor, prompts: list[str], start: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """`latents` (B, C, h, w, scaled) noised to the preset schedule's sigma number `start` and denoised
+    from there with `prompts` at the preset's guidance, as the pipeline's Euler steps do."""
+    pipe.scheduler.set_timesteps(DEFAULT_STEPS)
+    sigmas = pipe.scheduler.sigmas
+    noise = torch.randn(latents.shape, generator=generator)
+    x = (1 - sigmas[start]) * latents + sigmas[start] * noise
+    embeds, mask, negative_embeds, negative_mask = pipe.encode_prompt(
+        prompts, do_classifier_free_guidance=True, negative_prompt=[""] * len(prompts),
+        device=torch.device("cpu"), **ENCODE_KWARGS)
+    embeds, mask = torch.cat([negative_embeds, embeds]), torch.cat([negative_mask, mask])
+    timesteps_per_sigma = pipe.scheduler.config.num_train_timesteps * pipe.transformer.config.timestep_scale
+    for sigma, next_sigma in zip(sigmas[start:-1], sigmas[start + 1:]):
+        unconditional, conditional = pipe.transformer(
+            torch.cat([x, x]), encoder_hidden_states=embeds, encoder_attention_mask=mask,
+            timestep=(sigma * timesteps_per_sigma).expand(2 * len(x)), return_dict=False)[0].chunk(2)
+        x = x + (next_sigma - sigma) * (unconditional + DEFAULT_GUIDANCE * (conditional - unconditional))
+    return x
+
+
+def sharpen_decoder(pipe, cfg: TrainConfig, state_dir: Path, out: Path,
+                    on_progress: ProgressCallback | None = None) -> None:
+    """Stage 8: the decoder alone on latents the denoiser made (`cfg.sharpen_denoised` of the
+    batches) or the encoder made, edge-weighted L1 + MSE, with pixels whose colour is off by more
+    than half a step of the palette weighted `cfg.sharpen_miss_weight` more."""
+    vae = pipe.vae
+    decoder = vae.decoder
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=cfg.sharpen_lr, weight_decay=0.0)
+    loop = StageLoop(state_dir / "stage8.pt", cfg.sharpen_steps, {"decoder": decoder}, optimizer,
+                     checkpoint_every=cfg.checkpoint_every)
+    if loop.done:
+        return
+    pipe.transformer.eval()
+    pipe.text_encoder.eval()
+    vae.requires_grad_(False)
+    decoder.requires_grad_(True)
+    decoder.train()
+    combos, pair_combos = data.training_combos(), pairs.training_pair_combos()
+    batches = replace(cfg, format_batch=cfg.sharpen_batch, caption_dropout=0.0)
+    mix = Mix(8, SHARPEN_SEED, cfg.sharpen_steps, cfg.sharpen_lr, cfg.square_fraction, cfg.pair_fraction, 0.0)
+    scaling = vae.config.scaling_factor
+
+    def step(index: int) -> float:
+        set_learning_rate(optimizer, cfg.sharpen_lr, index, cfg.sharpen_steps, cfg.warmup)
+        _, images, prompts = format_batch(batches, mix, index, combos, pair_combos)
+        x = to_tensor(np.stack(images))
+        generator = batch_generator(cfg.seed, SHARPEN_SEED, index)
+        with torch.no_grad():
+            latents = vae.encode(x).latent
+            start = SHARPEN_STARTS[int(torch.randint(len(SHARPEN_STARTS), (1,), generator=generator))]
+            if torch.rand(1, generator=generator) < cfg.sharpen_denoised:
+                latents = denoised_latents(pipe, latents * scaling, prompts, start, generator) / scaling
+        error = (vae.decode(latents).sample - x).abs()
+        missed = (error.sum(1, keepdim=True) > 0.5).float()  # (B, 1, H, W)
+        weight = 1 + cfg.edge_weight * edge_mask(x) + cfg.sharpen_miss_weight * missed.detach()
+        return optimizer_step(optimizer, (weight * (error + error**2)).mean() / weight.mean())
+
+    loop.run(step, task="sharpen decoder", on_progress=on_progress, on_checkpoint=exporter(pipe, out, decoder))
+    decoder.eval()
