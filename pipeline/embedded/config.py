@@ -65,9 +65,11 @@ class TrainConfig:
     balance_square_fraction: float = 0.1
     balance_pair_fraction: float = 0.5
     # Stage 8: the decoder alone on latents the finished denoiser made (`train_formats.sharpen_decoder`).
-    sharpen_steps: int = 600
+    sharpen_steps: int = 1500
     sharpen_batch: int = 16
     sharpen_lr: float = 3e-4
+    sharpen_square_fraction: float = 0.0  # of the batches: one-object 64x64 scenes on top of the formats' seventh
+    sharpen_pair_fraction: float = 0.5
     sharpen_denoised: float = 0.7  # of the batches: denoised latents; the others the encoder's
     sharpen_miss_weight: float = 20.0
     checkpoint_every: int = 100

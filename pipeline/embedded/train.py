@@ -398,19 +398,32 @@ def latent_corner_mask(images: np.ndarray, size: tuple[int, int]) -> torch.Tenso
 # ---------------------------------------------------------------------------------------------
 
 
+def decoder_stage(vae, path: Path, steps: int, lr: float, cfg: TrainConfig):
+    """The optimizer and resumable loop of a stage that trains the decoder alone (stages 3 and 8);
+    unless the stage is done, the rest of the autoencoder is frozen and the decoder set to train."""
+    decoder = vae.decoder
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.0)
+    loop = StageLoop(path, steps, {"decoder": decoder}, optimizer, checkpoint_every=cfg.checkpoint_every)
+    if not loop.done:
+        vae.requires_grad_(False)
+        decoder.requires_grad_(True)
+        decoder.train()
+    return optimizer, loop
+
+
+def decoder_loss(decoded: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE of `decoded` against `x` (B, 3, H, W), each pixel counted `weight` (B, 1, H, W) times."""
+    error = (decoded - x).abs()
+    return (weight * (error + error**2)).mean() / weight.mean()
+
+
 def refine_decoder(pipe, cfg: TrainConfig, state_dir: Path,
                    on_progress: ProgressCallback | None = None) -> None:
     """Stage 3: the decoder alone, edge-weighted L1 + MSE, on latents of the frozen encoder."""
     vae = pipe.vae
-    decoder = vae.decoder
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=cfg.refine_lr, weight_decay=0.0)
-    loop = StageLoop(state_dir / "stage3.pt", cfg.refine_steps, {"decoder": decoder}, optimizer,
-                     checkpoint_every=cfg.checkpoint_every)
+    optimizer, loop = decoder_stage(vae, state_dir / "stage3.pt", cfg.refine_steps, cfg.refine_lr, cfg)
     if loop.done:
         return
-    vae.requires_grad_(False)
-    decoder.requires_grad_(True)
-    decoder.train()
     combos = data.training_combos()
 
     def step(index: int) -> float:
@@ -419,12 +432,11 @@ def refine_decoder(pipe, cfg: TrainConfig, state_dir: Path,
         x = to_tensor(images)  # (B, 3, 64, 64)
         with torch.no_grad():
             z = vae.encode(x).latent  # (B, C, 16, 16)
-        y = vae.decode(z).sample
         weight = 1 + cfg.edge_weight * edge_mask(x)  # (B, 1, 64, 64)
-        return optimizer_step(optimizer, (weight * ((y - x).abs() + (y - x) ** 2)).mean() / weight.mean())
+        return optimizer_step(optimizer, decoder_loss(vae.decode(z).sample, x, weight))
 
     loop.run(step, task="refine decoder", on_progress=on_progress)
-    decoder.eval()
+    vae.decoder.eval()
 
 
 if __name__ == "__main__":  # the older spelling of `python -m pipeline train-embedded`
