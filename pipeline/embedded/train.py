@@ -4,8 +4,8 @@ Eight stages, each resumable from its checkpoint in a state folder; the model is
 output folder in diffusers format as the stages go. Stages 1-3 are here; stages 4-8 (every
 format's size and two-object scenes, then binding, then the objects' corners, then a balance of
 one-object pictures in every format, then the decoder on the denoiser's own latents) are
-`train_formats`. TRAINING.md beside this file has the runs
-behind these choices and what they measured.
+`train_formats`. TRAINING.md beside this file has the runs behind these choices and what they
+measured.
 
 1. Autoencoder: the AutoencoderDC learns to reconstruct rendered pictures (L1 + MSE).
    Its `scaling_factor` is then set to 1 / std of the latents, so scaled latents have unit std.

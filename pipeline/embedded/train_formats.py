@@ -49,7 +49,7 @@ from .train import (batch_generator, batch_rng, decoder_loss, decoder_stage, edg
 class Mix:
     """What a stage of this kind trains on, and how."""
 
-    stage: int  # 4 to 7: the checkpoint folder's name
+    stage: int  # 4 to 8: the stage, and its checkpoint's name
     seed: int  # batch_rng's stage number (stages 1-3 use 1 to 5)
     steps: int
     lr: float
