@@ -154,20 +154,18 @@ SHARPEN_STARTS = (4, 5, 6)  # of the preset's DEFAULT_STEPS: noise levels 0.60, 
 
 
 @torch.no_grad()
-def denoised_latents(pipe, latents: torch.Tensor, prompts: list[str], start: int,
+def denoised_latents(pipe, latents: torch.Tensor, prompts: list[str], sigmas: torch.Tensor,
                      generator: torch.Generator) -> torch.Tensor:
-    """`latents` (B, C, h, w, scaled) noised to the preset schedule's sigma number `start` and denoised
-    from there with `prompts` at the preset's guidance, as the pipeline's Euler steps do."""
-    pipe.scheduler.set_timesteps(DEFAULT_STEPS)
-    sigmas = pipe.scheduler.sigmas
+    """`latents` (B, C, h, w, scaled) noised to `sigmas[0]` and denoised through the rest of `sigmas`
+    (ending in 0) with `prompts` at the preset's guidance, as the pipeline's Euler steps do."""
     noise = torch.randn(latents.shape, generator=generator)
-    x = (1 - sigmas[start]) * latents + sigmas[start] * noise
+    x = (1 - sigmas[0]) * latents + sigmas[0] * noise
     embeds, mask, negative_embeds, negative_mask = pipe.encode_prompt(
         prompts, do_classifier_free_guidance=True, negative_prompt=[""] * len(prompts),
         device=torch.device("cpu"), **ENCODE_KWARGS)
     embeds, mask = torch.cat([negative_embeds, embeds]), torch.cat([negative_mask, mask])
     timesteps_per_sigma = pipe.scheduler.config.num_train_timesteps * pipe.transformer.config.timestep_scale
-    for sigma, next_sigma in zip(sigmas[start:-1], sigmas[start + 1:]):
+    for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):
         unconditional, conditional = pipe.transformer(
             torch.cat([x, x]), encoder_hidden_states=embeds, encoder_attention_mask=mask,
             timestep=(sigma * timesteps_per_sigma).expand(2 * len(x)), return_dict=False)[0].chunk(2)
@@ -192,6 +190,8 @@ def sharpen_decoder(pipe, cfg: TrainConfig, state_dir: Path, out: Path,
     mix = Mix(8, SHARPEN_SEED, cfg.sharpen_steps, cfg.sharpen_lr, cfg.sharpen_square_fraction,
               cfg.sharpen_pair_fraction, 0.0)
     scaling = vae.config.scaling_factor
+    pipe.scheduler.set_timesteps(DEFAULT_STEPS)
+    sigmas = pipe.scheduler.sigmas  # the preset's schedule, ending in 0
 
     def step(index: int) -> float:
         set_learning_rate(optimizer, cfg.sharpen_lr, index, cfg.sharpen_steps, cfg.warmup)
@@ -202,7 +202,7 @@ def sharpen_decoder(pipe, cfg: TrainConfig, state_dir: Path, out: Path,
             latents = vae.encode(x).latent
             start = SHARPEN_STARTS[int(torch.randint(len(SHARPEN_STARTS), (1,), generator=generator))]
             if torch.rand(1, generator=generator) < cfg.sharpen_denoised:
-                latents = denoised_latents(pipe, latents * scaling, prompts, start, generator) / scaling
+                latents = denoised_latents(pipe, latents * scaling, prompts, sigmas[start:], generator) / scaling
         decoded = vae.decode(latents).sample
         missed = ((decoded - x).abs().sum(1, keepdim=True) > 0.5).float()  # (B, 1, H, W), [-1, 1] units
         weight = 1 + cfg.edge_weight * edge_mask(x) + cfg.sharpen_miss_weight * missed
