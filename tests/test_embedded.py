@@ -185,8 +185,20 @@ def test_evaluate_command_runs_an_image_task(capsys):
 
     assert main(["evaluate-embedded", "--task", "vary", "--limit", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "vary on 1 rendered 64x64 pictures" in printed and "all five kept" in printed
+    assert "vary on 1 rendered 64x64 pictures at strength 0.3" in printed and "all five kept" in printed
     assert "threshold" in printed
+
+
+def test_evaluate_command_takes_an_image_tasks_strength(capsys):
+    from pipeline.commands import main
+
+    assert main(["evaluate-embedded", "--task", "vary", "--limit", "1", "--steps", "2", "--strength", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "at strength 0.5," in printed and "\nstrength 0.5 " in printed  # the header and the row
+    assert main(["evaluate-embedded", "--task", "extend", "--limit", "1", "--strength", "1.5"]) == 2
+    assert capsys.readouterr().err.startswith("error: strength must be")
+    assert main(["evaluate-embedded", "--strength", "0.5"]) == 2
+    assert capsys.readouterr().err == "error: --strength is for --task inpaint, extend, vary, not --task text\n"
 
 
 def test_a_retrained_copy_runs_with_the_embedded_settings(tmp_path):

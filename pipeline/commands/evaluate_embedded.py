@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "two-objects: 1:1)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    parser.add_argument("--strength", type=float,
+                        help="--task inpaint, extend or vary: the strength (default 1 for inpaint and extend, "
+                             "painted from noise; 0.3 for vary)")
     parser.add_argument("--grid", help="also save the first 16 pictures as a captioned grid PNG here (--task "
                                        "formats: two one-object and two two-object prompts per format)")
     parser.add_argument("--device", default="cpu")
@@ -58,6 +61,8 @@ def _print_progress(done: int, total: int) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         return fail("--limit must be at least 1")
+    if args.strength is not None and args.task not in IMAGE_TASKS:
+        return fail(f"--strength is for --task {', '.join(IMAGE_TASKS)}, not --task {args.task}")
     formats = (args.format or "").split(",") if args.format else None
     unknown = [name for name in formats or () if name not in FORMAT_SIZES]
     if unknown:
@@ -98,14 +103,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_image_task(studio, args: argparse.Namespace) -> int:
-    from pipeline.embedded.evaluate import IMAGE_SET_SIZE, SCORERS, image_failures, image_table, rendered_inputs
+    from pipeline.embedded.evaluate import (IMAGE_SET_SIZE, SCORERS, STRENGTHS, image_failures, image_table,
+                                            rendered_inputs)
 
     inputs = rendered_inputs(args.limit or IMAGE_SET_SIZE)
-    print(f"model {args.model}: {args.task} on {len(inputs)} rendered {NATIVE_SIZE}x{NATIVE_SIZE} pictures, "
-          f"{args.steps} steps, guidance {args.guidance:g}, {args.device}", flush=True)
+    strength = STRENGTHS[args.task] if args.strength is None else args.strength
+    print(f"model {args.model}: {args.task} on {len(inputs)} rendered {NATIVE_SIZE}x{NATIVE_SIZE} pictures at "
+          f"strength {strength:g}, {args.steps} steps, guidance {args.guidance:g}, {args.device}", flush=True)
     try:
-        rows = SCORERS[args.task](studio, inputs, args.steps, args.guidance, on_scored=_print_progress)
-    except ValueError as error:  # steps or guidance out of the model's limits
+        rows = SCORERS[args.task](studio, inputs, args.steps, args.guidance, on_scored=_print_progress,
+                                  strength=strength)
+    except ValueError as error:  # steps, guidance or strength out of their limits
         return fail(str(error))
     print(image_table(args.task, rows))
     missed = image_failures(args.task, rows)

@@ -65,7 +65,7 @@ class TrainConfig:
     balance_square_fraction: float = 0.1
     balance_pair_fraction: float = 0.5
     # Stage 8: the decoder alone on latents the finished denoiser made (`train_formats.sharpen_decoder`).
-    sharpen_steps: int = 1500
+    sharpen_steps: int = 3000
     sharpen_batch: int = 16
     sharpen_lr: float = 3e-4
     sharpen_square_fraction: float = 0.0  # of the batches: one-object 64x64 scenes on top of the formats' seventh

@@ -193,7 +193,8 @@ def _image_request(prompt: str, seed: int, steps: int, guidance: float, picture:
                              num_images=1, init_image=init, **changes)
 
 
-def score_inpaint(studio, inputs, steps: int, guidance: float, on_scored=None) -> dict[str, dict[str, float]]:
+def score_inpaint(studio, inputs, steps: int, guidance: float, on_scored=None,
+                  strength: float = INPAINT_STRENGTH) -> dict[str, dict[str, float]]:
     """Recolour (mask = the shape's box, a new shape colour named) and new background (mask =
     all but the box, a new background named). Rows "recolour" and "new background"."""
     rng = random.Random(0)
@@ -206,7 +207,7 @@ def score_inpaint(studio, inputs, steps: int, guidance: float, on_scored=None) -
             (replace(scene, background=other_colour(rng, scene.colour, scene.background)), 255 - box, background),
         ):
             request = _image_request(data.describe(target, form, rng), seed, steps, guidance, picture,
-                                     strength=INPAINT_STRENGTH, mask=mask, mask_feather=0)
+                                     strength=strength, mask=mask, mask_feather=0)
             image = np.asarray(studio.generate(request).images[0].convert("RGB"))
             score = check(image, target)
             score["identical"] = bool((image[mask == 0] == picture[mask == 0]).all())
@@ -248,7 +249,8 @@ def read_extended(image: np.ndarray, scene: data.Scene, left: int) -> dict[str, 
     return result
 
 
-def score_extend(studio, inputs, steps: int, guidance: float, on_scored=None) -> dict[str, dict[str, float]]:
+def score_extend(studio, inputs, steps: int, guidance: float, on_scored=None,
+                 strength: float = INPAINT_STRENGTH) -> dict[str, dict[str, float]]:
     """Each square picture extended to 2:1 (`Extend.to`, centred), its prompt unchanged."""
     from pipeline.conditioning import Extend
 
@@ -256,7 +258,7 @@ def score_extend(studio, inputs, steps: int, guidance: float, on_scored=None) ->
     left = (width - height) // 2
     results = []
     for index, (scene, prompt, seed, picture) in enumerate(inputs):
-        request = _image_request(prompt, seed, steps, guidance, picture, strength=INPAINT_STRENGTH,
+        request = _image_request(prompt, seed, steps, guidance, picture, strength=strength,
                                  extend=Extend.to(width, height))
         image = np.asarray(studio.generate(request).images[0].convert("RGB"))
         results.append(read_extended(image, scene, left))
@@ -271,21 +273,23 @@ def score_extend(studio, inputs, steps: int, guidance: float, on_scored=None) ->
     }}
 
 
-def score_vary(studio, inputs, steps: int, guidance: float, on_scored=None) -> dict[str, dict[str, float]]:
-    """Image-to-image at VARY_STRENGTH from each picture with a new seed, its prompt unchanged."""
+def score_vary(studio, inputs, steps: int, guidance: float, on_scored=None,
+               strength: float = VARY_STRENGTH) -> dict[str, dict[str, float]]:
+    """Image-to-image at `strength` from each picture with a new seed, its prompt unchanged."""
     results = []
     for index, (scene, prompt, seed, picture) in enumerate(inputs):
-        request = _image_request(prompt, seed + VARY_SEED_OFFSET, steps, guidance, picture, strength=VARY_STRENGTH)
+        request = _image_request(prompt, seed + VARY_SEED_OFFSET, steps, guidance, picture, strength=strength)
         results.append(check(studio.generate(request).images[0], scene))
         if on_scored is not None:
             on_scored(index + 1, len(inputs))
     row = {"n": len(results)}
     row.update({f"{name} kept": _percent(r[name] for r in results) for name in ATTRIBUTES})
     row["all five kept"] = _percent(r["all"] for r in results)
-    return {f"strength {VARY_STRENGTH:g}": row}
+    return {f"strength {strength:g}": row}
 
 
 SCORERS = {"inpaint": score_inpaint, "extend": score_extend, "vary": score_vary}
+STRENGTHS = {"inpaint": INPAINT_STRENGTH, "extend": INPAINT_STRENGTH, "vary": VARY_STRENGTH}  # each task's default
 
 
 def image_table(task: str, rows: dict[str, dict[str, float]]) -> str:
