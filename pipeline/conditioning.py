@@ -10,8 +10,10 @@ visitor uploads. Everything here is a pure function with explicit arguments and 
     fit(image, width, height)                   cover-crop + LANCZOS, never stretched
     fit_mask(mask, width, height)               the same crop + nearest neighbour, stays binary
     extend(image, width, height, anchor)        contain + a border to paint -> (canvas, mask)
+    placement(size, width, height, anchor)      where `extend` puts the picture: (size, left, top)
     extend_by(image, left, top, right, bottom)  a border of given widths    -> (canvas, mask)
-    Extend                                      a request's outpainting settings: to a size or by sides
+    Extend                                      a request's outpainting settings: to a size or by sides,
+                                                and the passes that paint its border
     composite(generated, original, mask)        inpainting's kept pixels put back exactly
     describe(item)                              the record for the PNG metadata
 
@@ -21,8 +23,10 @@ name only: an upload lives in a server folder that a visitor has no business see
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,11 @@ MAX_INPUT_PIXELS = 50_000_000
 MAX_SIDE = 16384
 MAX_FEATHER = 64  # pixels
 MAX_EXTEND = 2048  # pixels added on one side by extend_by
+# Extend paints a wide border in passes, each growing the canvas's width and height by at most
+# this factor (`Extend.passes`). A border drawn from noise follows the prompt as it reads on the
+# canvas being painted, and a wide one leaves the denoiser room to draw the prompt's subject a
+# second time there; a narrower strip beside a picture follows the picture.
+MAX_PASS_GROWTH = Fraction(3, 2)
 # A mask pixel at or above this grey value is repainted.
 MASK_THRESHOLD = 128
 # Where `extend` puts the picture: halves of the free space to its left and above it.
@@ -196,19 +205,25 @@ def extend(image: Image.Image, width: int, height: int, anchor: str = "center") 
     repeats the picture's edge pixels outward so the denoiser starts from plausible colours; the
     mask is 255 on the border and 0 on the picture."""
     _check_mode(image, "RGB", "extend", "an RGB picture")
+    inner, left, top = placement(image.size, width, height, anchor)
+    picture = image if inner == image.size else image.resize(inner, Image.Resampling.LANCZOS)
+    return _pad(picture, left, top, width - inner[0] - left, height - inner[1] - top)
+
+
+def placement(picture: tuple[int, int], width: int, height: int, anchor: str = "center") -> tuple[tuple[int, int],
+                                                                                                    int, int]:
+    """Where `extend` puts a picture of size `picture` on a width x height canvas: (its size there,
+    scaled to fit inside, its left and top offsets)."""
     _check_target((width, height), "extend")
     if anchor not in ANCHORS:
         raise ValueError(f"extend: anchor must be one of {', '.join(ANCHORS)}, got {shown(anchor)}")
-    scale = min(width / image.width, height / image.height)
-    inner = (min(width, max(1, round(image.width * scale))), min(height, max(1, round(image.height * scale))))
+    scale = min(width / picture[0], height / picture[1])
+    inner = (min(width, max(1, round(picture[0] * scale))), min(height, max(1, round(picture[1] * scale))))
     if inner == (width, height):
-        raise ValueError(f"extend: a {image.width}x{image.height} picture scaled to fit {width}x{height} fills it, "
+        raise ValueError(f"extend: a {picture[0]}x{picture[1]} picture scaled to fit {width}x{height} fills it, "
                          "leaving no border to paint; choose a size of another shape")
-    picture = image if inner == image.size else image.resize(inner, Image.Resampling.LANCZOS)
     halves_x, halves_y = ANCHORS[anchor]
-    left = (width - inner[0]) * halves_x // 2
-    top = (height - inner[1]) * halves_y // 2
-    return _pad(picture, left, top, width - inner[0] - left, height - inner[1] - top)
+    return inner, (width - inner[0]) * halves_x // 2, (height - inner[1]) * halves_y // 2
 
 
 def extend_by(image: Image.Image, left: int, top: int, right: int, bottom: int) -> tuple[Image.Image, Image.Image]:
@@ -274,6 +289,40 @@ class Extend:
         if self.width is not None:
             return extend(image, self.width, self.height, self.anchor)
         return extend_by(image, self.left, self.top, self.right, self.bottom)
+
+    def placement(self, picture: tuple[int, int]) -> tuple[tuple[int, int], int, int]:
+        """(the size of a picture of size `picture` on the canvas, its left and top offsets there)."""
+        if self.width is not None:
+            return placement(picture, self.width, self.height, self.anchor)
+        return picture, self.left, self.top
+
+    def passes(self, picture: tuple[int, int], multiple: int) -> list[tuple[int, int, int, int]]:
+        """The (left, top, right, bottom) pixels that each pass of the border's painting adds, in
+        order, to the picture at its size on the canvas (`placement`); they sum to the whole border.
+
+        As few passes as grow the canvas's width and height by at most MAX_PASS_GROWTH each, by equal
+        factors. Every canvas but the last (the request's) has the nearest sides that are multiples
+        of `multiple`, and each side of the border grows in proportion to its final width."""
+        width, height = self.size(picture)
+        (inner_width, inner_height), left, top = self.placement(picture)
+        extra_width, extra_height = width - inner_width, height - inner_height
+        growth = max(Fraction(width, inner_width), Fraction(height, inner_height))
+        count = 1
+        while MAX_PASS_GROWTH ** count < growth:
+            count += 1
+        sizes = [(inner_width, inner_height)]  # the picture's, then each pass's canvas
+        for index in range(1, count + 1):
+            size = (_grown(inner_width, width, index / count, multiple),
+                    _grown(inner_height, height, index / count, multiple))
+            if size not in sizes:
+                sizes.append(size)
+        placed = [(0, 0, 0, 0)]  # the border around the picture on each canvas, from none
+        for canvas_width, canvas_height in sizes[1:]:
+            added_x, added_y = canvas_width - inner_width, canvas_height - inner_height
+            pass_left, pass_top = _share(left, extra_width, added_x), _share(top, extra_height, added_y)
+            placed.append((pass_left, pass_top, added_x - pass_left, added_y - pass_top))
+        return [tuple(after - before for before, after in zip(previous, current))
+                for previous, current in zip(placed, placed[1:])]
 
     def to_dict(self) -> dict[str, int | str]:
         """The record for the PNG metadata: the canvas size and anchor, or the four sides."""
@@ -398,6 +447,20 @@ def _crop_resize(image: Image.Image, width: int, height: int, resample: Image.Re
     box = fit_box(image.size, width, height)
     cropped = image.crop(box)
     return cropped if cropped.size == (width, height) else cropped.resize((width, height), resample)
+
+
+def _grown(start: int, end: int, fraction: float, multiple: int) -> int:
+    """The side `fraction` of the way from `start` to `end` by equal factors, at the nearest multiple
+    of `multiple` from `start` up (`end` itself at the end, and where `start` is already `end`)."""
+    if fraction == 1 or start == end:
+        return end
+    nearest = round(start * (end / start) ** fraction / multiple) * multiple
+    return min(max(nearest, math.ceil(start / multiple) * multiple), end)
+
+
+def _share(side: int, extra: int, added: int) -> int:
+    """The pixels of `added` that go on a side that gets `side` of all `extra` pixels: in proportion, rounded."""
+    return 0 if extra == 0 else (2 * side * added + extra) // (2 * extra)
 
 
 def _pad(picture: Image.Image, left: int, top: int, right: int, bottom: int) -> tuple[Image.Image, Image.Image]:

@@ -18,7 +18,9 @@ and `ZImageInpaintPipeline`, which a test compares pixel for pixel:
   the next sigma, so that the repainted region grows out of the kept one (`latents = mask *
   latents + (1 - mask) * noised_input`); the studio then composites the kept pixels back exactly;
 - extend is inpainting of the canvas that `conditioning.Extend` makes: the picture on a larger
-  canvas whose border repeats its edge pixels, the border as the mask.
+  canvas whose border repeats its edge pixels, the border as the mask. A border wider than
+  `conditioning.MAX_PASS_GROWTH` allows is painted in passes (`Extend.passes`, `extend_pass`),
+  each extending the canvas so far, so every new strip lies beside a picture that sets its layout.
 
 FLUX.2 klein and Qwen-Image pack their latents into patch tokens with their own normalisation
 and Sana-Sprint samples on a TrigFlow schedule, so their modes are diffusers' own pipelines
@@ -165,9 +167,27 @@ def fitted_inputs(request: GenerationRequest) -> FittedInputs:
     return FittedInputs(image, conditioning.feather(mask, request.mask_feather))
 
 
+def placed_picture(request: GenerationRequest) -> Image.Image:
+    """An extend request's picture at its size on the canvas (scaled as `conditioning.extend` scales it)."""
+    picture = request.init_image.image
+    size, _, _ = request.extend.placement(picture.size)
+    return picture if size == picture.size else picture.resize(size, Image.Resampling.LANCZOS)
+
+
+def extend_pass(pictures: list[Image.Image], sides: tuple[int, int, int, int], mask_feather: int) -> list[FittedInputs]:
+    """One pass of an extend (`conditioning.Extend.passes`): each picture with `sides` (left, top,
+    right, bottom) added, the new border as the feathered mask; a picture given twice is extended once."""
+    made: dict[int, FittedInputs] = {}
+    for picture in pictures:
+        if id(picture) not in made:
+            canvas, border = conditioning.extend_by(picture, *sides)
+            made[id(picture)] = FittedInputs(canvas, conditioning.feather(border, mask_feather))
+    return [made[id(picture)] for picture in pictures]
+
+
 @dataclass(frozen=True)
 class ImageStart:
-    """Where a batch of one input picture starts denoising, as arguments for the stock call."""
+    """Where a batch of input pictures starts denoising, as arguments for the stock call."""
 
     latents: torch.Tensor  # (N, C, h, w): the input noised to the first sigma kept
     sigmas: Any  # the schedule's tail, or None for the family's full schedule
@@ -206,23 +226,29 @@ def schedule(pipe, convention: LatentConvention, steps: int, kept: int, shape: t
     return tail, scheduler.sigmas
 
 
-def prepare(pipe, family, request: GenerationRequest, fitted: FittedInputs, generators: list[torch.Generator],
+def prepare(pipe, family, request: GenerationRequest, fitted: list[FittedInputs], generators: list[torch.Generator],
             dtype: torch.dtype) -> ImageStart:
-    """Stage 3's start in an image mode: the encoded input noised with each image's seeded CPU noise,
-    the truncated schedule, and for inpainting the per-step blend. `dtype`: the prompt embeddings'."""
+    """Stage 3's start in an image mode: each image's input (`fitted`, one per generator, sharing
+    one mask) encoded and noised with its seeded CPU noise, the truncated schedule, and for
+    inpainting the per-step blend. `dtype`: the prompt embeddings'."""
     from diffusers.utils.torch_utils import randn_tensor
 
     convention = CONVENTIONS[family.pipeline_class]
-    x0 = encode_image(pipe, convention, fitted.image)  # (1, C, h, w)
-    shape = (len(generators), *x0.shape[1:])
+    encoded: dict[int, torch.Tensor] = {}  # an input given to several images is encoded once
+    for item in fitted:
+        if id(item) not in encoded:
+            encoded[id(item)] = encode_image(pipe, convention, item.image)  # (1, C, h, w)
+    x0 = torch.cat([encoded[id(item)] for item in fitted])  # (N, C, h, w)
+    shape = tuple(x0.shape)
     noise = randn_tensor(shape, generator=generators, device=x0.device,
                          dtype=torch.float32 if convention.float32_noise else dtype)  # (N, C, h, w)
-    x0 = x0.to(noise.dtype).expand(shape)
+    x0 = x0.to(noise.dtype)
     kept = denoising_steps(request.steps, request.strength)
     tail, sigmas = schedule(pipe, convention, request.steps, kept, shape)
     sigmas = sigmas.to(noise.device)
     latents = sigmas[0] * noise + (1.0 - sigmas[0]) * x0  # as FlowMatchEulerDiscreteScheduler.scale_noise
-    blend = None if fitted.mask is None else _blender(latent_mask(fitted.mask, shape[2:]).to(noise), x0, noise, sigmas)
+    mask = fitted[0].mask
+    blend = None if mask is None else _blender(latent_mask(mask, shape[2:]).to(noise), x0, noise, sigmas)
     return ImageStart(latents=latents, sigmas=tail, steps=kept, blend=blend)
 
 
@@ -241,10 +267,10 @@ def _blender(mask: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, sigmas: 
     return blend
 
 
-def from_pipe_kwargs(request: GenerationRequest, fitted: FittedInputs, count: int) -> dict[str, Any]:
-    """The input arguments of diffusers' image-mode pipeline call for `count` images: the fitted
-    picture (or extended canvas), the strength, and the feathered mask for inpainting and extend.
+def from_pipe_kwargs(request: GenerationRequest, fitted: list[FittedInputs]) -> dict[str, Any]:
+    """The input arguments of diffusers' image-mode pipeline call: each image's fitted picture (or
+    extended canvas), the strength, and the feathered mask (one for all) for inpainting and extend.
     The picture is given once per image: pipelines that sample the encoder's posterior then do it
     with each image's own generator, so that an image depends on its own seed only, as alone."""
-    kwargs = {"image": [fitted.image] * count, "strength": request.strength}
-    return kwargs if fitted.mask is None else {**kwargs, "mask_image": fitted.mask}
+    kwargs = {"image": [item.image for item in fitted], "strength": request.strength}
+    return kwargs if fitted[0].mask is None else {**kwargs, "mask_image": fitted[0].mask}

@@ -19,6 +19,8 @@ Stages of `generate`, each timed in the result:
    With `on_preview`, the picture each step predicts is shown on the way (`pipeline.previews`).
 4. decode    - the pipeline's latent decoder (tiled for large sizes), checked for NaN/black;
                inpainting and extend then put the kept pixels back exactly
+   Extend paints a wide border in passes of stages 3 and 4, each on a larger canvas
+   (`conditioning.Extend.passes`).
 5. postprocess - the optional chain: denoise -> colour -> upsample
 
 `generate` may be called from many threads: requests that wait for the device together are served
@@ -40,7 +42,7 @@ from PIL import Image
 
 from pipeline import deliverables, image_modes, previews, references, speed
 from pipeline.batching import BatchingQueue, batch_key
-from pipeline.conditioning import composite
+from pipeline.conditioning import Extend, InputImage, composite
 from pipeline.deliverables import Deliverable, Rendered
 from pipeline.families import Embeddings, concat_embeddings, encode_prompt, repeat_embeddings
 from pipeline.marking import WATERMARK, WATERMARK_METHOD, WATERMARK_MIN_SIDE, add_watermark, check_watermark_available
@@ -322,12 +324,16 @@ class Studio:
         first = requests[0]  # all share steps, guidance, size and input picture
         seeds = [request.seed + index for request in requests for index in range(request.num_images)]
         fitted = None if first.init_image is None else image_modes.fitted_inputs(first)
+        passes = [] if first.extend is None else first.extend.passes(first.init_image.size, self.limits.size_multiple)
         if fitted is not None and image_modes.denoising_steps(first.steps, first.strength) == 0:
             # Strength 0: the input as it is, with nothing run on it.
             originals = [fitted.image.copy() for _ in seeds]
             timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
+        elif len(passes) > 1:
+            originals, timings = self._extend_in_passes(requests, seeds, passes, on_step, on_preview)
         else:
-            originals, timings = self._generate_images(requests, seeds, fitted, on_step, on_preview)
+            each = None if fitted is None else [fitted] * len(seeds)
+            originals, timings = self._generate_images(requests, seeds, each, on_step, on_preview)
 
         results, offset = [], 0
         for request, request_inputs in zip(requests, inputs):
@@ -337,30 +343,68 @@ class Studio:
         return results
 
     def _generate_images(self, requests: list[GenerationRequest], seeds: list[int],
-                         fitted: image_modes.FittedInputs | None,
+                         fitted: list[image_modes.FittedInputs] | None,
                          on_step: StepCallback | None,
                          on_preview: previews.BatchPreviewCallback | None) -> tuple[list[Image.Image], dict[str, float]]:
-        """Stages 2 to 4 for requests that share one forward batch: one picture per seed, and the timings."""
+        """Stages 2 to 4 for requests that share one forward batch: one picture per seed, and the timings.
+        `fitted`: each image's input (the same one, but in extend's later passes), or None."""
+        started = time.perf_counter()
+        embeddings = self._embeddings(requests)
+        encode_s = time.perf_counter() - started
+        originals, denoise_s, decode_s = self._pictures(requests[0], embeddings, seeds, fitted, on_step, on_preview)
+        return originals, {"encode": encode_s, "denoise": denoise_s, "decode": decode_s}
+
+    def _extend_in_passes(self, requests: list[GenerationRequest], seeds: list[int],
+                          passes: list[tuple[int, int, int, int]], on_step: StepCallback | None,
+                          on_preview: previews.BatchPreviewCallback | None
+                          ) -> tuple[list[Image.Image], dict[str, float]]:
+        """Stages 2 to 4 of an extend whose border is painted in `passes` (`Extend.passes`): each pass
+        is one forward batch that extends every image's canvas so far by the pass's sides. Progress,
+        cancellation and previews count the steps of all passes as one run."""
         first = requests[0]
         started = time.perf_counter()
+        embeddings = self._embeddings(requests)
+        timings = {"encode": time.perf_counter() - started, "denoise": 0.0, "decode": 0.0}
+        each = image_modes.denoising_steps(first.steps, first.strength)
+        pictures = [image_modes.placed_picture(first)] * len(seeds)
+        for index, sides in enumerate(passes):
+            fitted = image_modes.extend_pass(pictures, sides, first.mask_feather)
+            width, height = fitted[0].image.size
+            request = first.replace(init_image=InputImage(pictures[0], "", pictures[0].size), extend=Extend.by(*sides),
+                                    width=width, height=height)
+            pictures, denoise_s, decode_s = self._pictures(request, embeddings, seeds, fitted, on_step, on_preview,
+                                                           progress=(index * each, len(passes) * each))
+            timings["denoise"] += denoise_s
+            timings["decode"] += decode_s
+        return pictures, timings
+
+    def _embeddings(self, requests: list[GenerationRequest]) -> Embeddings:
+        """Stage 2: the prompt encodings of one forward batch, one per image."""
+        first = requests[0]
         cfg = self.family.cfg_active(first.guidance, self.pipe)
         if references.one_prompt_per_batch(self.family.pipeline_class):
             # The batch shares one prompt (`batching.batch_key`); the pipeline repeats it per image.
-            embeddings = self.encode(first.encoded_prompt, first.negative_prompt, cfg, first.references)
-        else:
-            embeddings = concat_embeddings([
-                repeat_embeddings(self.encode(request.encoded_prompt, request.negative_prompt, cfg, request.references),
-                                  request.num_images)
-                for request in requests], self.family.masks)
-        encode_s = time.perf_counter() - started
+            return self.encode(first.encoded_prompt, first.negative_prompt, cfg, first.references)
+        return concat_embeddings([
+            repeat_embeddings(self.encode(request.encoded_prompt, request.negative_prompt, cfg, request.references),
+                              request.num_images)
+            for request in requests], self.family.masks)
 
-        pixels, denoise_s, decode_s = self._denoise_and_decode(first, embeddings, seeds, fitted, on_step, on_preview)
+    def _pictures(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],
+                  fitted: list[image_modes.FittedInputs] | None, on_step: StepCallback | None,
+                  on_preview: previews.BatchPreviewCallback | None,
+                  progress: tuple[int, int] | None = None) -> tuple[list[Image.Image], float, float]:
+        """Stages 3 and 4, checked: one 8-bit picture per seed with inpainting's kept pixels put back,
+        and the denoise and decode times. `progress`: see `_denoise_and_decode`."""
+        pixels, denoise_s, decode_s = self._denoise_and_decode(request, embeddings, seeds, fitted, on_step, on_preview,
+                                                               progress)
         # A dark input may rightly give a dark picture; only text-to-image's black output is a failure.
-        self._check_output(pixels, check_black=fitted is None or np.asarray(fitted.image).max() >= BLACK_LEVEL * 255)
+        self._check_output(pixels, check_black=fitted is None or max(
+            np.asarray(item.image).max() for item in fitted) >= BLACK_LEVEL * 255)
         originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
-        if fitted is not None and fitted.mask is not None:
-            originals = [composite(image, fitted.image, fitted.mask) for image in originals]
-        return originals, {"encode": encode_s, "denoise": denoise_s, "decode": decode_s}
+        if fitted is not None and fitted[0].mask is not None:
+            originals = [composite(image, item.image, item.mask) for image, item in zip(originals, fitted)]
+        return originals, denoise_s, decode_s
 
     def _finish(self, request: GenerationRequest, inputs: StageInputs, originals: list[Image.Image],
                 timings: dict[str, float]) -> GenerationResult | Exception:
@@ -395,16 +439,19 @@ class Studio:
 
     @torch.no_grad()
     def _denoise_and_decode(self, request: GenerationRequest, embeddings: Embeddings, seeds: list[int],
-                            fitted: image_modes.FittedInputs | None,
+                            fitted: list[image_modes.FittedInputs] | None,
                             on_step: StepCallback | None,
-                            on_preview: previews.BatchPreviewCallback | None) -> tuple[np.ndarray, float, float]:
+                            on_preview: previews.BatchPreviewCallback | None,
+                            progress: tuple[int, int] | None = None) -> tuple[np.ndarray, float, float]:
         """Stages 3 and 4 through the stock pipeline call, or the family's own image-mode pipeline;
-        returns (N, H, W, 3) floats in 0..1."""
+        returns (N, H, W, 3) floats in 0..1. `progress`: (the steps run before this call, the steps
+        of the whole run) where this call is part of a longer run; by default, the call's own."""
         # One CPU generator per image: an image depends only on its own seed, on any device.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         self._set_tiling(request)
         started = time.perf_counter()
-        pipe, arguments, total, blend = self._call_arguments(request, fitted, generators)
+        pipe, arguments, steps, blend = self._call_arguments(request, fitted, generators)
+        done, total = progress or (0, steps)
         last_step_at = [0.0]
         tracker = None
         if on_preview is not None and previews.supports_previews(pipe):
@@ -412,12 +459,12 @@ class Studio:
                                               generators)
 
         def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
-            if on_step is not None and on_step(step + 1, total) == CANCEL:
-                raise _Stop(step + 1)
+            if on_step is not None and on_step(done + step + 1, total) == CANCEL:
+                raise _Stop(done + step + 1)
             latents = tensors["latents"]
             blended = latents if blend is None else blend(step, latents)
             if tracker is not None:
-                tracker.after_step(step + 1, total, latents, blended)
+                tracker.after_step(done + step + 1, total, latents, blended)
             last_step_at[0] = time.perf_counter()
             return {} if blend is None else {"latents": blended}
 
@@ -434,7 +481,7 @@ class Studio:
         decode_started = last_step_at[0] or started
         return np.asarray(output.images), decode_started - started, finished - decode_started
 
-    def _call_arguments(self, request: GenerationRequest, fitted: image_modes.FittedInputs | None,
+    def _call_arguments(self, request: GenerationRequest, fitted: list[image_modes.FittedInputs] | None,
                         generators: list[torch.Generator]) -> tuple[DiffusionPipeline, dict, int, Callable | None]:
         """(the pipeline to call, its step and input arguments, the steps that run, the per-step latent
         blend or None) for the request's mode."""
@@ -446,7 +493,7 @@ class Studio:
             return self.pipe, {"num_inference_steps": request.steps}, request.steps, None
         mode_pipe = self.mode_pipeline(request.mode)
         if mode_pipe is not None:
-            inputs = image_modes.from_pipe_kwargs(request, fitted, len(generators))
+            inputs = image_modes.from_pipe_kwargs(request, fitted)
             arguments = {"num_inference_steps": request.steps, **inputs}
             return mode_pipe, arguments, image_modes.denoising_steps(request.steps, request.strength), None
         start = image_modes.prepare(self.pipe, self.family, request, fitted, generators, self.dtype)

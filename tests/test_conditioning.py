@@ -431,6 +431,45 @@ def test_extend_by_adds_the_given_border():
     assert np.array_equal(pixels(canvas)[10, 0], pixels(picture)[7, 0])  # the corner repeats the corner
 
 
+@pytest.mark.parametrize("extend, picture, multiple, passes", [
+    # 2:1 from a square: 64 -> 88 -> 128 wide, each about 1.4 times the last, equal on both sides.
+    (cond.Extend.to(128, 64), (64, 64), 8, [(12, 0, 12, 0), (20, 0, 20, 0)]),
+    # Scaled to 48x48 first; the whole border on the right, where the anchor leaves it.
+    (cond.Extend.to(96, 48, anchor="left"), (64, 64), 8, [(0, 0, 16, 0), (0, 0, 32, 0)]),
+    (cond.Extend.to(1200, 640, anchor="top-left"), (1024, 1024), 16, [(0, 0, 240, 0), (0, 0, 320, 0)]),
+    # 4:1 in four passes; each side grows in proportion to its final width.
+    (cond.Extend.to(256, 64, anchor="right"), (64, 64), 8, [(24, 0, 0, 0), (40, 0, 0, 0), (56, 0, 0, 0),
+                                                           (72, 0, 0, 0)]),
+    # 72x128 in two passes; no width between 64 and 72 is a multiple of 8, so the left side waits.
+    (cond.Extend.by(left=8, top=48, bottom=16), (64, 64), 8, [(0, 18, 0, 6), (8, 30, 0, 10)]),
+    # Within MAX_PASS_GROWTH: one pass.
+    (cond.Extend.to(96, 64), (64, 64), 8, [(16, 0, 16, 0)]),
+    (cond.Extend.by(left=3, top=5), (60, 60), 1, [(3, 5, 0, 0)]),
+    # No size between the picture's and the canvas's is a multiple of 32: one pass.
+    (cond.Extend.to(64, 32, anchor="left"), (32, 32), 32, [(0, 0, 32, 0)]),
+])
+def test_a_wide_border_is_painted_in_passes_that_grow_the_canvas_by_at_most_half(extend, picture, multiple, passes):
+    assert extend.passes(picture, multiple) == passes
+    (width, height), left, top = extend.placement(picture)
+    assert [sum(side) for side in zip(*passes)] == [left, top, extend.size(picture)[0] - width - left,
+                                                    extend.size(picture)[1] - height - top]
+    for sides in passes[:-1]:
+        width, height = width + sides[0] + sides[2], height + sides[1] + sides[3]
+        assert width % multiple == 0 and height % multiple == 0
+
+
+def test_passes_of_extend_by_give_the_canvas_of_one_extend():
+    picture = noise(64, 64, seed=7)
+    canvas = picture
+    for sides in cond.Extend.to(128, 64).passes((64, 64), 8):
+        canvas, mask = cond.extend_by(canvas, *sides)
+    whole, whole_mask = cond.extend(picture, 128, 64)
+    assert np.array_equal(pixels(canvas), pixels(whole))  # the border repeats the edge through every pass
+    # The last pass paints the outer 20 pixels on each side.
+    painted = pixels(mask) == 255
+    assert painted[:, :20].all() and painted[:, 108:].all() and not painted[:, 20:108].any()
+
+
 def test_extend_by_refuses_out_of_range_sides():
     with pytest.raises(ValueError, match=r"^right must be from 0 to 2048 pixels, got 5000 \(nearest: 2048\)$"):
         cond.extend_by(noise(8, 8), 0, 0, 5000, 0)

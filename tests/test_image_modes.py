@@ -407,6 +407,29 @@ def test_extend_cancels_between_steps(sana):
         sana.generate(extend_request(Extend.by(left=32)), on_step=lambda step, total: CANCEL)
 
 
+@pytest.mark.parametrize("family", ["z-image", "flux2-klein"])  # the stock call, and diffusers' inpaint pipeline
+def test_a_wide_extend_runs_in_passes_each_a_plain_extend_of_the_last(family, tiny_studio):
+    studio = tiny_studio(family)
+    (_, _, right, _), (_, _, rest, _) = Extend.by(right=32).passes((SIZE, SIZE), studio.limits.size_multiple)
+    assert right + rest == 32 and 1.3 < (SIZE + right) / SIZE < 1.5  # 2:1 in two passes
+    progress = []
+    result = studio.generate(extend_request(Extend.by(right=32)), on_step=lambda *step: progress.append(step))
+    assert result.images[0].size == (64, SIZE) and result.settings[0]["extend"] == Extend.by(right=32).to_dict()
+    assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    first = studio.generate(extend_request(Extend.by(right=right)))
+    first_pass = read_input_image(first.images[0], "first pass")
+    second = studio.generate(extend_request(Extend.by(right=rest), init_image=first_pass))
+    assert np.array_equal(pixels(result), pixels(second))
+    assert np.array_equal(pixels(result)[:, :SIZE], np.asarray(square_picture().image))
+    # Two images: each extends its own first pass in the second, as alone.
+    pair = studio.generate(extend_request(Extend.by(right=32), num_images=2))
+    alone = studio.generate(extend_request(Extend.by(right=32), seed=8))
+    assert np.abs(pixels(pair, 1).astype(int) - pixels(alone).astype(int)).max() <= 1
+    assert np.abs(pixels(pair, 0).astype(int) - pixels(result).astype(int)).max() <= 1
+    with pytest.raises(GenerationCancelled, match="cancelled after step 3 of 4"):
+        studio.generate(extend_request(Extend.by(right=32)), on_step=lambda step, total: CANCEL if step == 3 else None)
+
+
 def test_settings_record_the_extend_and_reproduce_it(sana, tmp_path):
     extended = extend_request(Extend.to(64, 32, anchor="right"), mask_feather=2)
     result = sana.generate(extended)
