@@ -178,6 +178,18 @@ def test_image_task_scores_pictures_into_its_table(studio, task):
     assert all(row["n"] == 2 for row in rows.values())
     if task == "inpaint":  # feather 0: every pixel outside the mask is the input's
         assert [row["outside identical"] for row in rows.values()] == [2, 2]
+    if task == "extend":  # in passes, and the same canvas at once
+        assert list(rows) == ["64x64 to 128x64", "at once (compare)"]
+
+
+def test_extends_comparison_row_has_no_threshold():
+    from pipeline.embedded.evaluate import AT_ONCE, image_failures
+
+    row = {"n": 48, "position kept": 100.0, "shape kept": 100.0, "border right": 99.7, "border >= 95%": 100.0}
+    rows = {"64x64 to 128x64": row, AT_ONCE: {**row, "border >= 95%": 50.0}}
+    assert image_failures("extend", rows) == []
+    rows["64x64 to 128x64"] = {**row, "border >= 95%": 93.75}
+    assert image_failures("extend", rows) == ["64x64 to 128x64 border >= 95%: 93.8% < 95%"]
 
 
 def test_evaluate_command_runs_an_image_task(capsys):

@@ -56,7 +56,7 @@ def test_bench_writes_every_key(tiny_folder, tmp_path, capsys):
     assert (results["width"], results["height"], results["steps"], results["device"]) == (32, 32, 2, "cpu")
     assert results["stock_s"] > 0 and results["batch4_images_per_s"] > 0
     assert set(results["spreads"]) == {"stock", "studio_cold", "studio_warm", "encode", "sequential", "batch4",
-                                       "img2img"}
+                                       "img2img", "extend", "extend_once"}
     assert all(spread["min_s"] <= spread["median_s"] <= spread["max_s"] for spread in results["spreads"].values())
     table = capsys.readouterr().out
     assert "stock diffusers __call__" in table and "4 requests as one batch" in table
@@ -83,6 +83,21 @@ def test_bench_times_image_to_image(name, stock, tiny_folder, tmp_path, capsys):
         assert results["img2img_stock_s"] > 0 and results["img2img_ratio_to_stock"] > 0
         assert f"image-to-image 0.5, stock {stock}" in table
         assert "no diffusers image-to-image pipeline" not in table
+
+
+@pytest.mark.parametrize("name, passes", [("z-image", 2), ("sana", 1)])  # sizes of 32 leave Sana no step between
+def test_bench_times_extend_against_the_same_canvas_inpainted_at_once(name, passes, tiny_folder, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", str(tiny_folder(name)), "--width", "32", "--height", "32", "--steps", "2",
+                 "--repeat", "1", "--skip-first-image", "--json", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["extend_skipped"] is None and results["extend_passes"] == passes
+    assert results["extend_s"] > 0 and results["extend_once_s"] > 0
+    assert results["extend_ratio_to_once"] == results["extend_s"] / results["extend_once_s"]
+    table = capsys.readouterr().out
+    assert f"extend to 2:1, studio, {passes} pass{'es' if passes > 1 else ''}" in table
+    assert f"{results['extend_ratio_to_once']:.2f} x the same canvas inpainted at once" in table
 
 
 def test_bench_skips_image_to_image_where_refused(tiny_folder, tmp_path, capsys):

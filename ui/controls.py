@@ -176,7 +176,7 @@ CONTROLS = (
             modes=("inpaint", "extend")),
     # Last, after the controls the API had before them, so that positional callers keep working.
     Control(name=EXTEND_TO, kind=gr.Dropdown, label="Extend to", section=FROM_IMAGE, default=OFF,
-            info="the input picture placed on a canvas of this format, the new border drawn",
+            info="the input picture placed on a canvas of this format, the new border drawn (a wide one in passes)",
             per_model=_extend_formats, modes=("extend",)),
     Control(name=EXTEND_ANCHOR, kind=gr.Dropdown, label="Place the picture at", section=FROM_IMAGE,
             default="center", choices=tuple((anchor, anchor) for anchor in ANCHORS), modes=("extend",)),

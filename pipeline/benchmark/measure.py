@@ -30,7 +30,8 @@ IMAGE_STRENGTH = 0.5
 LABELS = {"stock": "stock diffusers __call__", "studio_cold": "studio, cold prompt",
           "studio_warm": "studio, warm prompt", "encode": "LLM prompt encoding alone",
           "sequential": "4 requests one by one", "batch4": "4 requests as one batch",
-          "img2img": "studio image-to-image", "img2img_stock": "stock image-to-image"}
+          "img2img": "studio image-to-image", "img2img_stock": "stock image-to-image",
+          "extend": "extend to 2:1 in passes", "extend_once": "the same canvas inpainted at once"}
 # Text-to-image pipeline -> diffusers' own image-to-image pipeline for that family, the stock
 # comparison of the studio's image-to-image (built with `from_pipe`: the same components).
 STOCK_IMAGE_TO_IMAGE = {
@@ -111,6 +112,7 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
         }
         results.update(_image_to_image(studio, request, stock_kwargs, repeat, synchronize, results["studio_warm_s"],
                                        spreads))
+        results.update(_extend(studio, request, repeat, synchronize, spreads))
     for stage in ("encode", "denoise", "decode", "postprocess"):
         results[f"stage_{stage}_s"] = statistics.median(timing[stage] for timing in cold_timings[1:])
     results["first_image_s"] = (_first_image_seconds(studio.source.reference, studio.device, request)
@@ -173,6 +175,38 @@ def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchroniz
     return results
 
 
+def _extend(studio, request, repeat: int, synchronize, spreads: dict) -> dict:
+    """Extend from the request's size to twice its width at strength 1, painted in passes
+    (`conditioning.Extend.passes`), against the same canvas and border inpainted at once, the two
+    interleaved; their spreads go into `spreads`. The input is the studio's own picture of the request."""
+    from pipeline.conditioning import Extend, extend, read_input_image, read_mask
+
+    results = {"extend_passes": None, "extend_s": None, "extend_once_s": None, "extend_ratio_to_once": None,
+               "extend_skipped": None}
+    picture = studio.generate(request).images[0]
+    width, height = 2 * request.width, request.height
+    canvas, border = extend(picture, width, height)
+    try:
+        passes, _ = studio.validate(request.replace(
+            init_image=read_input_image(picture, "the bench's input picture"), extend=Extend.to(width, height),
+            width=None, height=None, strength=1.0))
+        once, _ = studio.validate(request.replace(
+            init_image=read_input_image(canvas, "the bench's canvas"), mask=read_mask(border, canvas.size),
+            width=width, height=height, strength=1.0))
+    except ValueError as error:
+        results["extend_skipped"] = str(error)
+        return results
+    seeds = iter(range(request.seed + 1, request.seed + 10_000))
+    timings = interleaved({"extend": lambda: studio.generate(passes.replace(seed=next(seeds))),
+                           "extend_once": lambda: studio.generate(once.replace(seed=next(seeds)))},
+                          repeat, synchronize)
+    spreads.update((key, timing.summary()) for key, timing in timings.items())
+    results["extend_passes"] = len(passes.extend.passes(picture.size, studio.limits.size_multiple))
+    results["extend_s"], results["extend_once_s"] = timings["extend"].median, timings["extend_once"].median
+    results["extend_ratio_to_once"] = results["extend_s"] / results["extend_once_s"]
+    return results
+
+
 def _seconds(results: dict, key: str) -> str:
     """A time and its min-max: "0.1234 s (0.1200-0.1300)"."""
     return f"{results[f'{key}_s']:.4f} s {span(results['spreads'][key])}"
@@ -198,6 +232,15 @@ def _image_to_image_rows(results: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _extend_rows(results: dict) -> list[tuple[str, str, str]]:
+    if results["extend_skipped"] is not None:
+        return [("extend to 2:1", "skipped", results["extend_skipped"])]
+    passes = results["extend_passes"]
+    return [(f"extend to 2:1, studio, {passes} pass{'es' if passes > 1 else ''}", _seconds(results, "extend"),
+             f"{results['extend_ratio_to_once']:.2f} x the same canvas inpainted at once"),
+            ("  the same canvas inpainted at once", _seconds(results, "extend_once"), "")]
+
+
 def format_table(results: dict) -> str:
     """The bench's table: each line's median and (min-max), its ratio, then a warning for each wide spread."""
     stock = results["stock_s"]
@@ -213,6 +256,7 @@ def format_table(results: dict) -> str:
         ("4 requests as one batch", _rate(results, "batch4", len(BATCH_PROMPTS)),
          f"{results['batch4_images_per_s'] / results['sequential_images_per_s']:.2f} x one-by-one"),
         *_image_to_image_rows(results),
+        *_extend_rows(results),
     ]
     if results["first_image_s"] is not None:
         rows.append(("process start to first image", f"{results['first_image_s']:.2f} s", ""))

@@ -8,9 +8,9 @@ for unseen combinations alone, against the thresholds the model must meet.
 The image tasks start from held-out scenes rendered at 64x64 (`rendered_inputs`) and score the
 studio's image modes with the same checker: inpaint (recolour the shape inside its box; a new
 background around the box; the pixels outside the mask must be the input's), extend (the square
-picture on a 2:1 canvas: the shape where it was, the new border in the background colour) and
-vary (strength 0.3, new seeds: all five attributes kept). `SCORERS` holds them, `image_table`
-prints one.
+picture on a 2:1 canvas: the shape where it was, the new border in the background colour; and
+the same canvas inpainted at once, for comparison) and vary (strength 0.3, new seeds: all five
+attributes kept). `SCORERS` holds them, `image_table` prints one.
 """
 from __future__ import annotations
 
@@ -128,6 +128,7 @@ VARY_STRENGTH = 0.3
 VARY_SEED_OFFSET = 1000  # a variation's seed: the picture's own seed plus this
 EXTEND_SIZE = (2 * NATIVE_SIZE, NATIVE_SIZE)  # the square picture on a 2:1 canvas, centred
 BORDER_RIGHT = 95  # percent of border pixels nearest the background colour for a right border
+AT_ONCE = "at once (compare)"  # extend's row of the border painted in one pass; no threshold applies
 _PALETTE_NAMES = tuple(data.COLOURS)
 _PALETTE = np.array([data.COLOURS[name] for name in _PALETTE_NAMES], dtype=np.float32)  # (K, 3)
 
@@ -251,26 +252,38 @@ def read_extended(image: np.ndarray, scene: data.Scene, left: int) -> dict[str, 
 
 def score_extend(studio, inputs, steps: int, guidance: float, on_scored=None,
                  strength: float = INPAINT_STRENGTH) -> dict[str, dict[str, float]]:
-    """Each square picture extended to 2:1 (`Extend.to`, centred), its prompt unchanged."""
-    from pipeline.conditioning import Extend
+    """Each square picture extended to 2:1 (`Extend.to`, centred, painted in passes), its prompt
+    unchanged; and for comparison (row AT_ONCE, no threshold), the same canvas and border
+    inpainted at once."""
+    from PIL import Image
+
+    from pipeline.conditioning import Extend, extend
 
     width, height = EXTEND_SIZE
     left = (width - height) // 2
-    results = []
+    extended, at_once = [], []
     for index, (scene, prompt, seed, picture) in enumerate(inputs):
-        request = _image_request(prompt, seed, steps, guidance, picture, strength=strength,
-                                 extend=Extend.to(width, height))
-        image = np.asarray(studio.generate(request).images[0].convert("RGB"))
-        results.append(read_extended(image, scene, left))
+        canvas, border = extend(Image.fromarray(picture), width, height)
+        requests = (
+            (extended, _image_request(prompt, seed, steps, guidance, picture, strength=strength,
+                                      extend=Extend.to(width, height))),
+            (at_once, _image_request(prompt, seed, steps, guidance, np.asarray(canvas), strength=strength,
+                                     mask=np.asarray(border), width=width, height=height)),
+        )
+        for results, request in requests:
+            results.append(read_extended(np.asarray(studio.generate(request).images[0].convert("RGB")), scene, left))
         if on_scored is not None:
             on_scored(index + 1, len(inputs))
-    return {f"{NATIVE_SIZE}x{NATIVE_SIZE} to {width}x{height}": {
-        "n": len(results),
-        "position kept": _percent(r["position"] for r in results),
-        "shape kept": _percent(r["shape"] for r in results),
-        "border right": sum(r["border"] for r in results) / max(len(results), 1),
-        "border >= 95%": _percent(r["border"] >= BORDER_RIGHT for r in results),
-    }}
+    rows = {}
+    for label, results in ((f"{NATIVE_SIZE}x{NATIVE_SIZE} to {width}x{height}", extended), (AT_ONCE, at_once)):
+        rows[label] = {
+            "n": len(results),
+            "position kept": _percent(r["position"] for r in results),
+            "shape kept": _percent(r["shape"] for r in results),
+            "border right": sum(r["border"] for r in results) / max(len(results), 1),
+            "border >= 95%": _percent(r["border"] >= BORDER_RIGHT for r in results),
+        }
+    return rows
 
 
 def score_vary(studio, inputs, steps: int, guidance: float, on_scored=None,
@@ -317,6 +330,8 @@ def image_failures(task: str, rows: dict[str, dict[str, float]]) -> list[str]:
     """The thresholds an image task's rows miss, as sentences."""
     missed = []
     for label, row in rows.items():
+        if label == AT_ONCE:
+            continue
         for figure in IMAGE_FIGURES[task]:
             if not figure.threshold or figure.name not in row:
                 continue
