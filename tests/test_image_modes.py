@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import conditioning
+from pipeline import conditioning, image_modes
 from pipeline.batching import batch_key
 from pipeline.conditioning import Extend, InputImage, Mask, read_input_image, read_mask
 from pipeline.metadata import image_settings, read_settings, request_from_settings, save_png
@@ -186,6 +186,33 @@ def test_inpainting_keeps_every_pixel_outside_the_mask(family, feather, tiny_stu
     assert not np.array_equal(pixels(result)[~kept], fitted(image)[~kept])
     again = studio.generate(request(init_image=image, mask=mask, mask_feather=feather, strength=1.0))
     assert np.array_equal(pixels(result), pixels(again))
+
+
+@pytest.mark.parametrize("family", MODE_FAMILIES)
+def test_inpainting_ends_on_the_inputs_own_latents_outside_the_mask(family, tiny_studio, monkeypatch):
+    studio = tiny_studio(family)
+    image = picture()
+    inpaint = request(init_image=image, mask=square_mask(image), strength=1.0)
+    blended = []  # the latents each step hands on, after the blend
+    make_blend = image_modes._blender
+
+    def recording_blender(*args):
+        blend = make_blend(*args)
+
+        def recorded(step, latents):
+            blended.append(blend(step, latents))
+            return blended[-1]
+        return recorded
+
+    monkeypatch.setattr(image_modes, "_blender", recording_blender)
+    studio.generate(inpaint)
+    fitted = image_modes.fitted_inputs(inpaint)
+    x0 = image_modes.encode_image(studio.pipe, image_modes.CONVENTIONS[studio.family.pipeline_class], fitted.image)
+    outside = (image_modes.latent_mask(fitted.mask, x0.shape[2:]) == 0).expand_as(x0)  # (1, C, h, w)
+    assert len(blended) == inpaint.steps and outside.any() and not outside.all()
+    last = blended[-1]
+    assert torch.equal(last[outside], x0[outside])  # exactly the input's, where nothing is repainted
+    assert not torch.equal(last[~outside], x0[~outside])
 
 
 @pytest.mark.parametrize("family", MODE_FAMILIES)
