@@ -187,7 +187,7 @@ def _extend(studio, request, repeat: int, synchronize, spreads: dict) -> dict:
     width, height = 2 * request.width, request.height
     canvas, border = extend(picture, width, height)
     try:
-        passes, _ = studio.validate(request.replace(
+        in_passes, _ = studio.validate(request.replace(
             init_image=read_input_image(picture, "the bench's input picture"), extend=Extend.to(width, height),
             width=None, height=None, strength=1.0))
         once, _ = studio.validate(request.replace(
@@ -197,11 +197,11 @@ def _extend(studio, request, repeat: int, synchronize, spreads: dict) -> dict:
         results["extend_skipped"] = str(error)
         return results
     seeds = iter(range(request.seed + 1, request.seed + 10_000))
-    timings = interleaved({"extend": lambda: studio.generate(passes.replace(seed=next(seeds))),
+    timings = interleaved({"extend": lambda: studio.generate(in_passes.replace(seed=next(seeds))),
                            "extend_once": lambda: studio.generate(once.replace(seed=next(seeds)))},
                           repeat, synchronize)
     spreads.update((key, timing.summary()) for key, timing in timings.items())
-    results["extend_passes"] = len(passes.extend.passes(picture.size, studio.limits.size_multiple))
+    results["extend_passes"] = len(in_passes.extend.passes(picture.size, studio.limits.size_multiple))
     results["extend_s"], results["extend_once_s"] = timings["extend"].median, timings["extend_once"].median
     results["extend_ratio_to_once"] = results["extend_s"] / results["extend_once_s"]
     return results
