@@ -439,10 +439,14 @@ def test_a_wide_extend_runs_in_passes_each_a_plain_extend_of_the_last(family, ti
     studio = tiny_studio(family)
     (_, _, right, _), (_, _, rest, _) = Extend.by(right=32).passes((SIZE, SIZE), studio.limits.size_multiple)
     assert right + rest == 32 and 1.3 < (SIZE + right) / SIZE < 1.5  # 2:1 in two passes
-    progress = []
-    result = studio.generate(extend_request(Extend.by(right=32)), on_step=lambda *step: progress.append(step))
+    progress, previewed = [], []
+    result = studio.generate(extend_request(Extend.by(right=32)), on_step=lambda *step: progress.append(step),
+                             on_preview=lambda step, total, pictures: previewed.append((step, total, pictures[0].size)),
+                             preview_every=1)
     assert result.images[0].size == (64, SIZE) and result.settings[0]["extend"] == Extend.by(right=32).to_dict()
     assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    # A step predicts a picture from the one before it in its pass; the run's last is the result.
+    assert previewed == ([(2, 4, (SIZE + right, SIZE))] if studio.previews else [])
     first = studio.generate(extend_request(Extend.by(right=right)))
     first_pass = read_input_image(first.images[0], "first pass")
     second = studio.generate(extend_request(Extend.by(right=rest), init_image=first_pass))
