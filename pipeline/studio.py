@@ -323,17 +323,17 @@ class Studio:
                    on_preview: previews.BatchPreviewCallback | None) -> list[GenerationResult | Exception]:
         first = requests[0]  # all share steps, guidance, size and input picture
         seeds = [request.seed + index for request in requests for index in range(request.num_images)]
-        fitted = None if first.init_image is None else image_modes.fitted_inputs(first)
         passes = [] if first.extend is None else first.extend.passes(first.init_image.size, self.limits.size_multiple)
-        if fitted is not None and image_modes.denoising_steps(first.steps, first.strength) == 0:
+        if first.init_image is not None and image_modes.denoising_steps(first.steps, first.strength) == 0:
             # Strength 0: the input as it is, with nothing run on it.
-            originals = [fitted.image.copy() for _ in seeds]
+            picture = image_modes.fitted_inputs(first).image
+            originals = [picture.copy() for _ in seeds]
             timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
         elif len(passes) > 1:
             originals, timings = self._extend_in_passes(requests, seeds, passes, on_step, on_preview)
         else:
-            each = None if fitted is None else [fitted] * len(seeds)
-            originals, timings = self._generate_images(requests, seeds, each, on_step, on_preview)
+            fitted = None if first.init_image is None else [image_modes.fitted_inputs(first)] * len(seeds)
+            originals, timings = self._generate_images(requests, seeds, fitted, on_step, on_preview)
 
         results, offset = [], 0
         for request, request_inputs in zip(requests, inputs):

@@ -110,9 +110,10 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
             "batch4_images_per_s": len(batch) / batches["batch4"].median,
             "spreads": spreads,
         }
-        results.update(_image_to_image(studio, request, stock_kwargs, repeat, synchronize, results["studio_warm_s"],
-                                       spreads))
-        results.update(_extend(studio, request, repeat, synchronize, spreads))
+        picture = studio.generate(request).images[0]  # the image modes' input
+        results.update(_image_to_image(studio, request, picture, stock_kwargs, repeat, synchronize,
+                                       results["studio_warm_s"], spreads))
+        results.update(_extend(studio, request, picture, repeat, synchronize, spreads))
     for stage in ("encode", "denoise", "decode", "postprocess"):
         results[f"stage_{stage}_s"] = statistics.median(timing[stage] for timing in cold_timings[1:])
     results["first_image_s"] = (_first_image_seconds(studio.source.reference, studio.device, request)
@@ -122,12 +123,12 @@ def measure(studio, request, repeat: int, *, first_image: bool) -> dict:
     return results
 
 
-def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchronize, text_warm_s: float,
+def _image_to_image(studio, request, picture, stock_kwargs: dict, repeat: int, synchronize, text_warm_s: float,
                     spreads: dict) -> dict:
     """The studio's image-to-image at IMAGE_STRENGTH with a warm prompt (only the seed changes), its
     ratio to the studio's warm text-to-image, and the family's stock diffusers image-to-image call
     on the same components where diffusers has one, the two interleaved; their spreads go into
-    `spreads`. The input is the studio's own text-to-image picture of the request."""
+    `spreads`. The input is `picture`, the studio's own text-to-image picture of the request."""
     import torch
 
     from pipeline.conditioning import read_input_image
@@ -136,7 +137,6 @@ def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchroniz
     results = {"img2img_strength": IMAGE_STRENGTH, "img2img_s": None, "img2img_ratio_to_text": None,
                "img2img_stock_pipeline": None, "img2img_stock_s": None, "img2img_ratio_to_stock": None,
                "img2img_skipped": None}
-    picture = studio.generate(request).images[0]
     try:
         image_request, _ = studio.validate(request.replace(
             init_image=read_input_image(picture, "the bench's input picture"), strength=IMAGE_STRENGTH))
@@ -175,15 +175,14 @@ def _image_to_image(studio, request, stock_kwargs: dict, repeat: int, synchroniz
     return results
 
 
-def _extend(studio, request, repeat: int, synchronize, spreads: dict) -> dict:
+def _extend(studio, request, picture, repeat: int, synchronize, spreads: dict) -> dict:
     """Extend from the request's size to twice its width at strength 1, painted in passes
     (`conditioning.Extend.passes`), against the same canvas and border inpainted at once, the two
-    interleaved; their spreads go into `spreads`. The input is the studio's own picture of the request."""
+    interleaved; their spreads go into `spreads`. The input is `picture`, as for image-to-image."""
     from pipeline.conditioning import Extend, extend, read_input_image, read_mask
 
     results = {"extend_passes": None, "extend_s": None, "extend_once_s": None, "extend_ratio_to_once": None,
                "extend_skipped": None}
-    picture = studio.generate(request).images[0]
     width, height = 2 * request.width, request.height
     canvas, border = extend(picture, width, height)
     try:
