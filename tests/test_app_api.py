@@ -16,10 +16,10 @@ from gradio_client.utils import QueueError, Status
 from PIL import Image
 
 import ui
-from helpers.pixels import assert_within_one_level
+from helpers.pixels import assert_within_one_level, bomb_png, levels
 from helpers.studios import SpyStudio
 from helpers.waiting import wait_until
-from pipeline.conditioning import extend
+from pipeline.conditioning import extend, fit, read_input_image
 from pipeline.metadata import read_settings, request_from_settings
 from pipeline.request import MAX_SEED, GenerationRequest
 from ui.engine import Engine
@@ -100,6 +100,47 @@ def test_image_to_image_at_strength_0_and_inpainting_keep_the_input_pixels(clien
     assert np.array_equal(result[kept], pixels[kept])  # exactly, with no feather
     assert not np.array_equal(result[~kept], pixels[~kept])
     assert read_settings(images[0]["image"])["mode"] == "inpaint"
+
+
+def test_hostile_input_pictures_get_one_sentence_each_and_the_app_keeps_serving(client, tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(good)
+    (tmp_path / "notes.png").write_text("a shopping list, not a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    bomb_png(tmp_path / "huge.png")
+    refusals = {"notes.png": "init_image: 'notes.png' is not a picture this page can read (PNG, JPEG or WebP)",
+                "empty.png": "init_image: 'empty.png' is not a picture this page can read (PNG, JPEG or WebP)",
+                "cut.png": "init_image: cannot read 'cut.png' as an image: image file is truncated",
+                "huge.png": f"init_image: 'huge.png' has more than {Image.MAX_IMAGE_PIXELS:,} pixels; use a smaller "
+                            "copy of it"}
+    for name, sentence in refusals.items():
+        with pytest.raises(AppError) as refused:
+            client.predict(prompt=PROMPT, init_image=handle_file(tmp_path / name), strength=0, api_name="/generate")
+        message = str(refused.value)
+        assert message.startswith(sentence) and len(message.splitlines()) == 1, message
+        assert str(tmp_path) not in message
+
+    # Every mode is read as the studio reads it (`conditioning.read_input_image`), then fitted.
+    source = Image.open(good)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera held sideways: turn the picture clockwise
+    source.save(rotated, exif=exif, quality=95)
+    pictures = {"rgba.png": source.convert("RGBA"), "palette.png": source.convert("P"), "grey.png": source.convert("L"),
+                "grey16.png": source.convert("I").point(lambda value: value * 257).convert("I;16"),
+                "cmyk.jpg": source.convert("CMYK")}
+    pictures["rgba.png"].putalpha(128)
+    for name, picture in pictures.items():
+        picture.save(tmp_path / name)
+    for name in (*pictures, rotated.name):
+        images, _, _, _ = client.predict(prompt=PROMPT, init_image=handle_file(tmp_path / name), strength=0,
+                                         api_name="/generate")
+        expected = fit(read_input_image(tmp_path / name, "init_image").image, 64, 64)
+        assert np.array_equal(levels(images[0]["image"]), levels(expected)), name
+
+    images, _, _, _ = client.predict(prompt=PROMPT, api_name="/generate")  # still serving
+    assert Image.open(images[0]["image"]).size == (64, 64)
 
 
 def test_extend_to_a_format_keeps_the_input_pixels_where_the_canvas_puts_them(client, tmp_path):

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 import uuid
-import zlib
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from helpers.pixels import bomb_png
 from helpers.servers import call_event, endpoint_call, fn_index, free_port, get_json, run_predict, upload
 from pipeline.metadata import read_settings, save_png
 
@@ -129,7 +128,7 @@ def test_a_png_without_studio_settings_leaves_the_controls_and_says_why(url, mad
     elif kind == "text":
         png.write_text("not a picture")
     elif kind == "bomb":
-        bomb(png)
+        bomb_png(png)
     else:
         png.write_bytes(made_here.read_bytes()[:40])
     (success, output), _ = reuse(url, png)
@@ -180,21 +179,10 @@ def test_a_file_is_taken_only_as_an_upload_to_this_page(url, tmp_path, field, na
         assert not success and output["error"].startswith("upscaler") and str(tmp_path) not in output["error"]
 
 
-def bomb(path: Path, side: int = 30_000) -> Path:
-    """A PNG whose header claims side x side pixels (far past PIL's limit) with almost no data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
-
-
 @pytest.fixture
 def bad_files(tmp_path) -> dict[str, Path]:
     (tmp_path / "notes.txt").write_text("not a picture")
-    return {"text": tmp_path / "notes.txt", "bomb": bomb(tmp_path / "huge.png")}
+    return {"text": tmp_path / "notes.txt", "bomb": bomb_png(tmp_path / "huge.png")}
 
 
 # (values, the input the sentence names); a file value is a key of `bad_files`, uploaded first.
