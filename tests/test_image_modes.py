@@ -452,6 +452,8 @@ def test_a_wide_extend_runs_in_passes_each_a_plain_extend_of_the_last(family, ti
     second = studio.generate(extend_request(Extend.by(right=rest), init_image=first_pass))
     assert np.array_equal(pixels(result), pixels(second))
     assert np.array_equal(pixels(result)[:, :SIZE], np.asarray(square_picture().image))
+    again, _ = request_from_settings(result.settings[0], init_image=square_picture())  # the passes follow from it
+    assert np.array_equal(pixels(studio.generate(again)), pixels(result))
     # Two images: each extends its own first pass in the second, as alone.
     pair = studio.generate(extend_request(Extend.by(right=32), num_images=2))
     alone = studio.generate(extend_request(Extend.by(right=32), seed=8))
