@@ -174,15 +174,24 @@ def placed_picture(request: GenerationRequest) -> Image.Image:
     return picture if size == picture.size else picture.resize(size, Image.Resampling.LANCZOS)
 
 
+def each_once(items: list, make: Callable[[Any], Any]) -> list:
+    """`make(item)` for each of `items`, in order, made once for an object given several times (a
+    batch's images share one input picture but in extend's later passes)."""
+    made: dict[int, Any] = {}
+    for item in items:
+        if id(item) not in made:
+            made[id(item)] = make(item)
+    return [made[id(item)] for item in items]
+
+
 def extend_pass(pictures: list[Image.Image], sides: tuple[int, int, int, int], mask_feather: int) -> list[FittedInputs]:
     """One pass of an extend (`conditioning.Extend.passes`): each picture with `sides` (left, top,
-    right, bottom) added, the new border as the feathered mask; a picture given twice is extended once."""
-    made: dict[int, FittedInputs] = {}
-    for picture in pictures:
-        if id(picture) not in made:
-            canvas, border = conditioning.extend_by(picture, *sides)
-            made[id(picture)] = FittedInputs(canvas, conditioning.feather(border, mask_feather))
-    return [made[id(picture)] for picture in pictures]
+    right, bottom) added, the new border as the feathered mask."""
+    def extended(picture: Image.Image) -> FittedInputs:
+        canvas, border = conditioning.extend_by(picture, *sides)
+        return FittedInputs(canvas, conditioning.feather(border, mask_feather))
+
+    return each_once(pictures, extended)
 
 
 @dataclass(frozen=True)
@@ -234,11 +243,7 @@ def prepare(pipe, family, request: GenerationRequest, fitted: list[FittedInputs]
     from diffusers.utils.torch_utils import randn_tensor
 
     convention = CONVENTIONS[family.pipeline_class]
-    encoded: dict[int, torch.Tensor] = {}  # an input given to several images is encoded once
-    for item in fitted:
-        if id(item) not in encoded:
-            encoded[id(item)] = encode_image(pipe, convention, item.image)  # (1, C, h, w)
-    x0 = torch.cat([encoded[id(item)] for item in fitted])  # (N, C, h, w)
+    x0 = torch.cat(each_once(fitted, lambda item: encode_image(pipe, convention, item.image)))  # (N, C, h, w)
     shape = tuple(x0.shape)
     noise = randn_tensor(shape, generator=generators, device=x0.device,
                          dtype=torch.float32 if convention.float32_noise else dtype)  # (N, C, h, w)

@@ -400,7 +400,7 @@ class Studio:
                                                                progress)
         # A dark input may rightly give a dark picture; only text-to-image's black output is a failure.
         self._check_output(pixels, check_black=fitted is None or max(
-            np.asarray(item.image).max() for item in fitted) >= BLACK_LEVEL * 255)
+            image_modes.each_once(fitted, lambda item: np.asarray(item.image).max())) >= BLACK_LEVEL * 255)
         originals = [Image.fromarray(image) for image in _to_uint8(pixels)]
         if fitted is not None and fitted[0].mask is not None:
             originals = [composite(image, item.image, item.mask) for image, item in zip(originals, fitted)]
